@@ -1,0 +1,33 @@
+// Small shared helpers: device selection, seeding, version guards.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+namespace profit {
+
+/// Parses "cpu", "cuda", "cuda:N" or "auto" (cuda when available, else cpu).
+/// Throws c10::Error naming the bad value.
+torch::Device parse_device(const std::string& name);
+
+/// Seeds torch's CPU generator (and CUDA's when present) so that a CPU run is bit-reproducible.
+void seed_everything(uint64_t seed);
+
+/// Snapshot / restore of torch's default CPU generator (dropout, random init) for resumable runs.
+torch::Tensor cpu_rng_state();
+void set_cpu_rng_state(const torch::Tensor& state);
+
+/// SplitMix64: a tiny, well-mixed hash used to derive independent seeds (per epoch, per batch).
+inline uint64_t mix_seed(uint64_t a, uint64_t b) {
+  uint64_t z = a + 0x9E3779B97F4A7C15ULL * (b + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+/// Human-readable byte / count formatting for reports.
+std::string format_count(double n);
+
+}  // namespace profit

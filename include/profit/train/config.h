@@ -1,0 +1,75 @@
+// Training configuration: one struct, filled by defaults, then a YAML file, then CLI flags.
+//
+// Every field is listed once in visit_fields(); YAML loading (with unknown-key errors), the
+// resolved-config JSON saved with each run, and the CLI flags are all generated from that list.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <variant>
+
+#include "profit/data/dataset.h"
+#include "profit/nn/models.h"
+
+namespace profit::train {
+
+struct TrainConfig {
+  TrainConfig() {
+    model.num_classes = 0;  // 0: take from the dataset
+    model.in_channels = 0;
+  }
+  nn::ModelConfig model;
+  data::DataConfig data;
+  // Schedule and optimisation.
+  int64_t epochs = 10;
+  int64_t batch_size = 128;
+  int64_t eval_batch_size = 256;
+  std::string optimizer = "sgd";  // sgd (Nesterov momentum) | adamw
+  double lr = 0.1;                // peak learning rate (after warmup)
+  double momentum = 0.9;
+  bool nesterov = true;
+  double weight_decay = 4e-5;  // not applied to BN parameters and biases
+  double warmup_epochs = 1.0;  // linear warmup from 0, then cosine to min_lr
+  double min_lr = 0.0;
+  double label_smoothing = 0.0;
+  double ema_decay = 0.0;  // weight EMA; 0 = off
+  int64_t steps_per_epoch = 0;  // 0 = full epoch; >0 caps it (quick runs, tests)
+  // Run control.
+  std::string device = "auto";
+  uint64_t seed = 0;
+  int64_t workers = 2;
+  std::string out_dir = "runs/train";
+  bool resume = false;
+  std::string init_weights;             // optional .safetensors/.pth to start from
+  int64_t checkpoint_every = 0;         // steps; 0 = end of each epoch only
+  int64_t stop_after = 0;               // stop (checkpointed) after this global step; 0 = never
+  int64_t log_every = 50;               // steps between JSONL step records
+  bool progress = true;
+};
+
+/// A reference to one field, for the generic visitors.
+using FieldRef = std::variant<std::string*, double*, int64_t*, uint64_t*, bool*>;
+
+struct FieldInfo {
+  const char* section;  // YAML section: "model", "data" or "train"
+  const char* key;      // YAML key, also JSON key
+  const char* flag;     // CLI long flag without dashes
+  const char* help;
+};
+
+void visit_fields(TrainConfig& cfg, const std::function<void(const FieldInfo&, FieldRef)>& fn);
+
+/// Applies a YAML file ({model: {...}, data: {...}, train: {...}}) on top of cfg. Unknown
+/// sections or keys, and values of the wrong type, are errors naming the file and key.
+void apply_yaml(TrainConfig& cfg, const std::string& path);
+
+nlohmann::json to_json(TrainConfig& cfg);
+void from_json(TrainConfig& cfg, const nlohmann::json& j);
+
+/// Checks ranges of every field (lr > 0, epochs >= 1, ...); throws naming the field.
+void validate(const TrainConfig& cfg);
+
+}  // namespace profit::train

@@ -1,0 +1,26 @@
+// Evaluation: mean loss, top-1 and top-5 accuracy of a model over a dataset, in eval mode.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "profit/data/loader.h"
+
+namespace profit::train {
+
+struct EvalResult {
+  double loss = 0.0, top1 = 0.0, top5 = 0.0;  // accuracies in percent
+  int64_t count = 0;
+};
+
+/// Number of rows of `logits` [B, K] whose label is among the k largest.
+int64_t topk_correct(const torch::Tensor& logits, const torch::Tensor& labels, int64_t k);
+
+EvalResult evaluate(torch::nn::Module& model, const std::function<torch::Tensor(torch::Tensor)>& fwd,
+                    const data::DataLoader& loader, torch::Device device, bool progress = false,
+                    const std::string& label = "eval");
+
+/// Cross-entropy with label smoothing eps: (1 - eps) * NLL + eps * mean_k(-log p_k).
+torch::Tensor smoothed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels,
+                                     double eps);
+
+}  // namespace profit::train

@@ -1,0 +1,48 @@
+#include "profit/common.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cstdio>
+
+namespace profit {
+
+torch::Device parse_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::kCUDA : torch::kCPU;
+  torch::Device dev(torch::kCPU);
+  try {
+    dev = torch::Device(name);
+  } catch (const c10::Error&) {
+    TORCH_CHECK(false, "unknown device '", name, "' (expected cpu, cuda, cuda:N or auto)");
+  }
+  TORCH_CHECK(dev.is_cpu() || dev.is_cuda(), "unsupported device '", name, "'");
+  TORCH_CHECK(!dev.is_cuda() || torch::cuda::is_available(), "device '", name,
+              "' requested but CUDA is not available in this build/machine");
+  return dev;
+}
+
+void seed_everything(uint64_t seed) {
+  torch::manual_seed(seed);  // also seeds CUDA generators when CUDA is present
+}
+
+torch::Tensor cpu_rng_state() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_cpu_rng_state(const torch::Tensor& state) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+std::string format_count(double n) {
+  char buf[32];
+  if (n >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", n / 1e9);
+  else if (n >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
+  else if (n >= 1e3) std::snprintf(buf, sizeof buf, "%.1fk", n / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0f", n);
+  return buf;
+}
+
+}  // namespace profit

@@ -1,0 +1,115 @@
+#include "profit/nn/layers.h"
+
+namespace profit::nn {
+
+namespace F = torch::nn::functional;
+
+const char* act_name(Act act) {
+  switch (act) {
+    case Act::kIdentity: return "identity";
+    case Act::kReLU: return "relu";
+    case Act::kReLU6: return "relu6";
+    case Act::kHSwish: return "hswish";
+    case Act::kHSigmoid: return "hsigmoid";
+  }
+  return "?";
+}
+
+torch::Tensor apply_act(const torch::Tensor& x, Act act) {
+  switch (act) {
+    case Act::kIdentity: return x;
+    case Act::kReLU: return torch::relu(x);
+    case Act::kReLU6: return torch::clamp(x, 0.0, 6.0);
+    // Written with clamp so that the formula is the spec's, independent of ATen's hardswish op.
+    case Act::kHSwish: return x * torch::clamp(x + 3.0, 0.0, 6.0) / 6.0;
+    case Act::kHSigmoid: return torch::clamp(x + 3.0, 0.0, 6.0) / 6.0;
+  }
+  return x;
+}
+
+ConvImpl::ConvImpl(const ConvOptions& o) : options(o) {
+  TORCH_CHECK(o.in() > 0 && o.out() > 0 && o.kernel() > 0, "conv: bad shape in=", o.in(),
+              " out=", o.out(), " k=", o.kernel());
+  TORCH_CHECK(o.in() % o.groups() == 0 && o.out() % o.groups() == 0, "conv: groups=", o.groups(),
+              " does not divide in=", o.in(), " / out=", o.out());
+  weight = register_parameter(
+      "weight", torch::empty({o.out(), o.in() / o.groups(), o.kernel(), o.kernel()}));
+  if (o.bias()) bias = register_parameter("bias", torch::zeros({o.out()}));
+  torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanOut, torch::kReLU);
+}
+
+torch::Tensor ConvImpl::conv_with(const torch::Tensor& x, const torch::Tensor& w) const {
+  const int64_t p = (options.kernel() - 1) / 2;
+  if (options.pad_value() == 0.0 || p == 0) {
+    return F::detail::conv2d(x, w, bias, options.stride(), p, 1, options.groups());
+  }
+  // Negative padding: pad explicitly with the constant, then convolve without padding.
+  auto padded = F::pad(x, F::PadFuncOptions({p, p, p, p}).value(options.pad_value()));
+  return F::detail::conv2d(padded, w, bias, options.stride(), 0, 1, options.groups());
+}
+
+torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == options.in(), "conv expects [N,", options.in(),
+              ",H,W] input, got ", x.sizes());
+  return conv_with(x, weight);
+}
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) : in(in), out(out) {
+  weight = register_parameter("weight", torch::empty({out, in}));
+  torch::nn::init::normal_(weight, 0.0, 0.01);
+  if (with_bias) bias = register_parameter("bias", torch::zeros({out}));
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  TORCH_CHECK(x.size(-1) == in, "linear expects last dim ", in, ", got ", x.sizes());
+  return F::linear(x, weight, bias);
+}
+
+ConvBNActImpl::ConvBNActImpl(Conv c, torch::nn::BatchNorm2d b, ActSite a)
+    : conv(register_module("0", c)), bn(register_module("1", b)) {
+  if (a && a->act != Act::kIdentity) act = register_module("2", a);
+}
+
+torch::Tensor ConvBNActImpl::forward_pre_act(const torch::Tensor& x) { return bn(conv(x)); }
+
+torch::Tensor ConvBNActImpl::forward(const torch::Tensor& x) {
+  auto y = forward_pre_act(x);
+  return act ? act(y) : y;
+}
+
+Conv LayerFactory::conv(const ConvOptions& o) const { return Conv(o); }
+Linear LayerFactory::linear(int64_t in, int64_t out, bool bias) const {
+  return Linear(in, out, bias);
+}
+ActSite LayerFactory::act(Act a, SiteRole role) const { return ActSite(a, role); }
+torch::nn::BatchNorm2d LayerFactory::bn(int64_t channels, const BNOptions& o) const {
+  return torch::nn::BatchNorm2d(
+      torch::nn::BatchNorm2dOptions(channels).eps(o.eps).momentum(o.momentum));
+}
+ConvBNAct LayerFactory::conv_bn_act(const ConvOptions& o, Act a, const BNOptions& b) const {
+  return ConvBNAct(conv(o), bn(o.out(), b), act(a));
+}
+
+int64_t make_divisible(double v, int64_t divisor) {
+  int64_t n = std::max<int64_t>(divisor, static_cast<int64_t>(v + divisor / 2.0) / divisor * divisor);
+  if (n < 0.9 * v) n += divisor;
+  return n;
+}
+
+void init_mobilenet_weights(torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  for (auto& m : model.modules(/*include_self=*/false)) {
+    if (auto* c = m->as<ConvImpl>()) {
+      torch::nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut, torch::kReLU);
+      if (c->bias.defined()) c->bias.zero_();
+    } else if (auto* l = m->as<LinearImpl>()) {
+      torch::nn::init::normal_(l->weight, 0.0, 0.01);
+      if (l->bias.defined()) l->bias.zero_();
+    } else if (auto* b = m->as<torch::nn::BatchNorm2dImpl>()) {
+      b->weight.fill_(1.0);
+      b->bias.zero_();
+    }
+  }
+}
+
+}  // namespace profit::nn

@@ -1,0 +1,36 @@
+#include "commands.h"
+
+namespace profit::cli {
+
+ConfigFlags::ConfigFlags(CLI::App& cmd, train::TrainConfig& cfg, bool with_config_file)
+    : cmd_(cmd), cfg_(cfg) {
+  if (with_config_file) {
+    cmd.add_option("-c,--config", config_path_, "YAML config (sections model, data, train); flags override it")
+        ->check(CLI::ExistingFile);
+  }
+  train::visit_fields(cfg, [&](const train::FieldInfo& info, train::FieldRef ref) {
+    const std::string flag = std::string("--") + info.flag;
+    std::visit(
+        [&](auto* p) {
+          using T = std::decay_t<decltype(*p)>;
+          // Parse into a holder so that a YAML file applied later cannot hide an explicit flag.
+          auto holder = std::make_shared<T>(*p);
+          CLI::Option* opt;
+          if constexpr (std::is_same_v<T, bool>) {
+            opt = cmd.add_option(flag, *holder, info.help)->default_str(*p ? "true" : "false");
+          } else {
+            opt = cmd.add_option(flag, *holder, info.help)->capture_default_str();
+          }
+          explicit_.emplace_back(opt, [p, holder] { *p = *holder; });
+        },
+        ref);
+  });
+}
+
+void ConfigFlags::finalize() {
+  if (!config_path_.empty()) train::apply_yaml(cfg_, config_path_);
+  for (auto& [opt, apply] : explicit_)
+    if (opt->count() > 0) apply();
+}
+
+}  // namespace profit::cli

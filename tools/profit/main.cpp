@@ -1,0 +1,35 @@
+// profit: quantization-aware training of MobileNets (PROFIT, FAT and baselines) on LibTorch.
+#include <iostream>
+
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"profit - train, quantize and evaluate MobileNets on LibTorch"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "profit 0.1.0");
+  std::vector<std::pair<CLI::App*, profit::cli::Action>> actions;
+  const auto before = app.get_subcommands({}).size();
+  (void)before;
+  profit::cli::Action train = profit::cli::add_train(app);
+  profit::cli::Action eval = profit::cli::add_eval(app);
+  profit::cli::Action import = profit::cli::add_import(app);
+  profit::cli::Action info = profit::cli::add_info(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (app.got_subcommand("train")) return train();
+    if (app.got_subcommand("eval")) return eval();
+    if (app.got_subcommand("import")) return import();
+    if (app.got_subcommand("info")) return info();
+  } catch (const c10::Error& e) {
+    std::cerr << "profit: error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "profit: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 1;
+}
