@@ -2,7 +2,11 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <malloc.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 
 namespace profit {
 
@@ -34,6 +38,17 @@ void set_cpu_rng_state(const torch::Tensor& state) {
   auto gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(state);
+}
+
+void configure_runtime(int threads) {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+  if (threads <= 0 && std::getenv("OMP_NUM_THREADS") == nullptr) {
+    threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+  if (threads > 0) at::set_num_threads(threads);
 }
 
 std::string format_count(double n) {

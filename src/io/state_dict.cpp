@@ -78,7 +78,13 @@ TensorMap load_weights_file(const std::string& path) {
     try {
       v = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
     } catch (const c10::Error& e) {
-      TORCH_CHECK(false, path, ": cannot read torch.save file (", e.what_without_backtrace(), ")");
+      // LibTorch 1.13's unpickler cannot rebuild an OrderedDict that carries `_metadata`
+      // (what model.state_dict() returns); a plain dict of tensors works.
+      std::string why = e.what_without_backtrace();
+      why = why.substr(0, why.find('\n'));
+      TORCH_CHECK(false, path, ": cannot read this torch.save file (", why,
+                  "); re-save it with torch.save(dict(model.state_dict()), path) or convert it "
+                  "to .safetensors");
     }
     TensorMap nested;
     flatten_ivalue(v, "", nested, path);

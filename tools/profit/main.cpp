@@ -2,14 +2,12 @@
 #include <iostream>
 
 #include "commands.h"
+#include "profit/common.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"profit - train, quantize and evaluate MobileNets on LibTorch"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "profit 0.1.0");
-  std::vector<std::pair<CLI::App*, profit::cli::Action>> actions;
-  const auto before = app.get_subcommands({}).size();
-  (void)before;
   profit::cli::Action train = profit::cli::add_train(app);
   profit::cli::Action eval = profit::cli::add_eval(app);
   profit::cli::Action import = profit::cli::add_import(app);
@@ -20,6 +18,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    profit::configure_runtime();
     if (app.got_subcommand("train")) return train();
     if (app.got_subcommand("eval")) return eval();
     if (app.got_subcommand("import")) return import();

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Trains the reference FP MobileNetV2 on Fashion-MNIST and writes its row into docs/results.md.
+# Usage: scripts/train_reference.sh [run_dir]   (resumable: re-run the same command after a kill)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run=${1:-runs/fp_mobilenet_v2_fmnist}
+recipe=recipes/fp_mobilenet_v2_fashion_mnist.yaml
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C build profit >/dev/null
+cmd="./build/profit train --config $recipe --out $run --resume true --summary-json $run/summary.json"
+echo "+ $cmd"
+$cmd
+/usr/bin/python3 scripts/write_results.py fp "$run/summary.json" "$recipe" "scripts/train_reference.sh $run"

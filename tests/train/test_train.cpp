@@ -1,0 +1,207 @@
+#include <fstream>
+
+#include "helpers.h"
+#include "profit/io/checkpoint.h"
+#include "profit/io/state_dict.h"
+#include "profit/train/ema.h"
+#include "profit/train/optim.h"
+#include "profit/train/trainer.h"
+
+namespace profit::train {
+namespace {
+
+namespace fs = std::filesystem;
+using profit::testing::temp_dir;
+
+TEST(Schedule, WarmupThenCosine) {
+  // 10 warmup steps to peak 1.0, cosine over the remaining 90 down to 0.1.
+  EXPECT_DOUBLE_EQ(cosine_warmup_lr(0, 100, 10, 1.0, 0.1), 0.1);
+  EXPECT_DOUBLE_EQ(cosine_warmup_lr(4, 100, 10, 1.0, 0.1), 0.5);
+  EXPECT_DOUBLE_EQ(cosine_warmup_lr(10, 100, 10, 1.0, 0.1), 1.0);
+  EXPECT_NEAR(cosine_warmup_lr(55, 100, 10, 1.0, 0.1), 0.55, 1e-12);  // half way: mean
+  EXPECT_NEAR(cosine_warmup_lr(100, 100, 10, 1.0, 0.1), 0.1, 1e-12);
+  EXPECT_DOUBLE_EQ(cosine_warmup_lr(0, 100, 0, 2.0, 0.0), 2.0);
+}
+
+TEST(Loss, LabelSmoothingMatchesTheFormula) {
+  auto logits = torch::tensor({{2.0, 0.5, -1.0}, {0.1, 0.2, 0.3}});
+  auto labels = torch::tensor({0, 2}, torch::kInt64);
+  auto logp = torch::log_softmax(logits, 1);
+  const double eps = 0.1;
+  double expected = 0;
+  for (int i = 0; i < 2; ++i) {
+    const int y = labels[i].item<int>();
+    double row = 0;
+    for (int k = 0; k < 3; ++k) {
+      const double q = (k == y ? 1 - eps : 0) + eps / 3;
+      row -= q * logp[i][k].item<double>();
+    }
+    expected += row / 2;
+  }
+  EXPECT_NEAR(smoothed_cross_entropy(logits, labels, eps).item<double>(), expected, 1e-6);
+  EXPECT_NEAR(smoothed_cross_entropy(logits, labels, 0).item<double>(),
+              torch::nll_loss(logp, labels).item<double>(), 1e-6);
+}
+
+TEST(Metrics, TopK) {
+  auto logits = torch::tensor({{0.1, 0.9, 0.0}, {0.8, 0.1, 0.05}, {0.2, 0.3, 0.5}});
+  auto labels = torch::tensor({1, 2, 1}, torch::kInt64);
+  EXPECT_EQ(topk_correct(logits, labels, 1), 1);  // row 0 only
+  EXPECT_EQ(topk_correct(logits, labels, 2), 2);  // + row 2 (second largest)
+  EXPECT_EQ(topk_correct(logits, labels, 5), 3);  // k clamps to 3 classes: all
+}
+
+TEST(Optim, DecayGroupsExcludeBnAndBias) {
+  nn::ModelConfig c;
+  c.arch = "mobilenet_v3_small";
+  c.width = 0.25;
+  auto m = nn::create_model(c);
+  auto g = split_decay(*m);
+  int64_t n = 0;
+  for (auto& t : g.decay) {
+    EXPECT_GE(t.dim(), 2);
+    n += t.numel();
+  }
+  for (auto& t : g.no_decay) {
+    EXPECT_EQ(t.dim(), 1);
+    n += t.numel();
+  }
+  EXPECT_EQ(n, nn::count_parameters(*m));  // every parameter in exactly one group
+  auto opt = make_optimizer(g, {"sgd", 0.1, 0.9, 1e-4, true});
+  ASSERT_EQ(opt->param_groups().size(), 2u);
+  auto& o0 = static_cast<torch::optim::SGDOptions&>(opt->param_groups()[0].options());
+  auto& o1 = static_cast<torch::optim::SGDOptions&>(opt->param_groups()[1].options());
+  EXPECT_DOUBLE_EQ(o0.weight_decay(), 1e-4);
+  EXPECT_DOUBLE_EQ(o1.weight_decay(), 0.0);
+  EXPECT_TRUE(o0.nesterov());
+  set_lr(*opt, 0.02);
+  EXPECT_DOUBLE_EQ(o1.lr(), 0.02);
+}
+
+TEST(Ema, OneStepIsExact) {
+  nn::ModelConfig c;
+  c.arch = "mobilenet_v1";
+  c.width = 0.25;
+  c.num_classes = 4;
+  auto m = nn::create_model(c);
+  WeightEma ema(nn::create_model(c), *m, 0.9);
+  auto before = m->parameters()[0].detach().clone();
+  {
+    torch::NoGradGuard g;
+    m->parameters()[0].add_(1.0);
+  }
+  ema.update(*m);
+  auto got = ema.model()->parameters()[0];
+  EXPECT_TRUE(torch::allclose(got, before + 0.1, 1e-6, 1e-6));
+}
+
+TrainConfig tiny_config(const fs::path& out) {
+  TrainConfig cfg;
+  cfg.model.arch = "mobilenet_v2";
+  cfg.model.width = 0.25;
+  cfg.model.small_input = true;
+  cfg.data.name = "synthetic";
+  cfg.data.synthetic_size = 48;
+  cfg.data.image_size = 12;
+  cfg.epochs = 2;
+  cfg.batch_size = 8;
+  cfg.eval_batch_size = 16;
+  cfg.lr = 0.05;
+  cfg.warmup_epochs = 0.5;
+  cfg.ema_decay = 0.9;
+  cfg.label_smoothing = 0.1;
+  cfg.workers = 2;
+  cfg.seed = 3;
+  cfg.device = "cpu";
+  cfg.progress = false;
+  cfg.log_every = 1;
+  cfg.out_dir = out.string();
+  return cfg;
+}
+
+// Resume after a stop mid-epoch gives bit-identical weights, EMA and metrics.
+TEST(Trainer, ResumeIsBitIdentical) {
+  auto dir = temp_dir();
+  auto full = tiny_config(dir / "full");
+  auto s = train(full);
+  EXPECT_EQ(s.steps, 12);  // 2 epochs x 6 batches
+  auto part = tiny_config(dir / "part");
+  part.stop_after = 4;  // inside epoch 1
+  EXPECT_TRUE(train(part).stopped_early);
+  part.stop_after = 9;  // resume, stop inside epoch 2
+  part.resume = true;
+  EXPECT_TRUE(train(part).stopped_early);
+  part.stop_after = 0;
+  auto s2 = train(part);
+  EXPECT_EQ(s2.steps, 12);
+  for (const char* f : {"final.safetensors", "final_ema.safetensors"}) {
+    auto a = io::load_safetensors((dir / "full" / f).string());
+    auto b = io::load_safetensors((dir / "part" / f).string());
+    ASSERT_EQ(a.size(), b.size());
+    for (auto& [k, t] : a) EXPECT_TRUE(profit::testing::bit_equal(t, b.at(k))) << f << " " << k;
+  }
+  EXPECT_DOUBLE_EQ(s.final_eval.top1, s2.final_eval.top1);
+  EXPECT_DOUBLE_EQ(s.final_eval.loss, s2.final_eval.loss);
+  std::ifstream fa(dir / "full" / "metrics.jsonl"), fb(dir / "part" / "metrics.jsonl");
+  std::string la((std::istreambuf_iterator<char>(fa)), {}), lb((std::istreambuf_iterator<char>(fb)), {});
+  EXPECT_EQ(la, lb);
+  EXPECT_TRUE(fs::exists(dir / "full" / "config.json"));
+  EXPECT_TRUE(fs::exists(dir / "full" / "best.safetensors"));
+}
+
+TEST(Trainer, LearnsTheSyntheticTask) {
+  auto cfg = tiny_config(temp_dir());
+  cfg.epochs = 5;
+  cfg.data.synthetic_size = 96;
+  cfg.lr = 0.02;
+  auto s = train(cfg);
+  EXPECT_GT(s.best_top1, 30.0);  // 10 classes: chance is 10 %
+}
+
+TEST(Trainer, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
+  auto dir = temp_dir();
+  auto bad = tiny_config(dir);
+  bad.lr = 1e30;
+  bad.warmup_epochs = 0;
+  bad.checkpoint_every = 1;
+  bad.epochs = 3;
+  const std::string msg = profit::testing::error_of([&] { train(bad); });
+  EXPECT_THAT(msg, ::testing::HasSubstr("non-finite loss"));
+  // The checkpoint on disk is the one of the step before the failure, and it still loads.
+  nn::ModelConfig mc = bad.model;
+  mc.num_classes = 10;
+  mc.in_channels = 1;
+  auto m = nn::create_model(mc);
+  io::TrainPosition pos;
+  io::load_checkpoint((dir / "last.ckpt").string(), {m.get(), nullptr, nullptr}, pos);
+  EXPECT_GE(pos.step, 1);
+  EXPECT_THAT(msg, ::testing::HasSubstr("at step " + std::to_string(pos.step + 1) + " "));
+}
+
+TEST(Config, YamlUnknownKeysAndBadValuesAreErrors) {
+  auto dir = temp_dir();
+  auto write = [&](const std::string& text) {
+    std::ofstream(dir / "c.yaml") << text;
+    return (dir / "c.yaml").string();
+  };
+  TrainConfig cfg;
+  apply_yaml(cfg, write("model:\n  arch: mobilenet_v3_small\n  width: 0.75\ntrain:\n  lr: 0.2\n"));
+  EXPECT_EQ(cfg.model.arch, "mobilenet_v3_small");
+  EXPECT_DOUBLE_EQ(cfg.model.width, 0.75);
+  EXPECT_DOUBLE_EQ(cfg.lr, 0.2);
+  EXPECT_ERROR_CONTAINS(apply_yaml(cfg, write("train:\n  lrr: 0.2\n")), "c.yaml: unknown key 'train.lrr'");
+  EXPECT_ERROR_CONTAINS(apply_yaml(cfg, write("optim:\n  lr: 0.2\n")), "unknown section 'optim'");
+  EXPECT_ERROR_CONTAINS(apply_yaml(cfg, write("train:\n  epochs: many\n")), "bad value for train.epochs");
+  cfg.lr = -1;
+  EXPECT_ERROR_CONTAINS(validate(cfg), "train.lr");
+  // JSON round trip of every field.
+  TrainConfig a, b;
+  a.model.width = 0.35;
+  a.data.name = "cifar10";
+  a.seed = 99;
+  from_json(b, to_json(a));
+  EXPECT_EQ(to_json(a), to_json(b));
+}
+
+}  // namespace
+}  // namespace profit::train
