@@ -33,7 +33,8 @@ std::pair<torch::Tensor, torch::Tensor> load_cifar(const std::string& root, bool
     // CIFAR-100 records are <coarse label><fine label><pixels>; we use the fine label.
     auto lbl = raw.select(1, label_bytes - 1).to(torch::kInt64);
     const auto max_label = lbl.max().item<int64_t>();
-    TORCH_CHECK(max_label < classes, path, ": label ", max_label, " out of range [0, ", classes, ")");
+    TORCH_CHECK(max_label < classes, path, ": label ", max_label, " out of range [0, ", classes,
+                ")");
     labels.push_back(lbl);
     images.push_back(raw.narrow(1, label_bytes, pixels).reshape({n, 3, 32, 32}));
   }

@@ -107,7 +107,8 @@ DatasetPtr open_dataset(const DataConfig& cfg, const std::string& split, uint64_
         cfg.interpolation == "bicubic" ? Interp::kBicubic : Interp::kBilinear,
         Normalize{{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}});
   } else if (cfg.name == "synthetic") {
-    auto [x, y] = make_synthetic(cfg.synthetic_size, cfg.image_size > 0 ? cfg.image_size : 16, train);
+    auto [x, y] =
+        make_synthetic(cfg.synthetic_size, cfg.image_size > 0 ? cfg.image_size : 16, train);
     ds = std::make_shared<MemoryImageDataset>(x, y, 10, Normalize{{0.5f}, {0.25f}}, aug,
                                               cfg.crop_padding, false);
   } else {

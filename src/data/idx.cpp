@@ -25,8 +25,9 @@ void read_exact(GzFile& gz, void* dst, size_t n, const std::string& path, const 
     if (got <= 0) {
       int err = 0;
       const char* msg = gzerror(gz.f, &err);
-      TORCH_CHECK(false, path, ": truncated or corrupt file while reading ", what, " (got ",
-                  done, " of ", n, " bytes", err != Z_OK && err != Z_STREAM_END ? std::string(", ") + msg : "", ")");
+      TORCH_CHECK(false, path, ": truncated or corrupt file while reading ", what, " (got ", done,
+                  " of ", n, " bytes",
+                  err != Z_OK && err != Z_STREAM_END ? std::string(", ") + msg : "", ")");
     }
     done += static_cast<size_t>(got);
   }
@@ -71,7 +72,7 @@ std::pair<torch::Tensor, torch::Tensor> load_fashion_mnist(const std::string& ro
   const std::string prefix = root + "/" + (train ? "train" : "t10k");
   auto pick = [](const std::string& base) {
     return std::filesystem::exists(base + ".gz") || !std::filesystem::exists(base) ? base + ".gz"
-                                                                                    : base;
+                                                                                   : base;
   };
   const std::string img_path = pick(prefix + "-images-idx3-ubyte");
   const std::string lbl_path = pick(prefix + "-labels-idx1-ubyte");

@@ -16,8 +16,8 @@ static bool is_image_file(const fs::path& p) {
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp" || ext == ".webp";
 }
 
-ImageFolderDataset::ImageFolderDataset(const std::string& root, bool train, int size,
-                                       Interp interp, Normalize norm)
+ImageFolderDataset::ImageFolderDataset(const std::string& root, bool train, int size, Interp interp,
+                                       Normalize norm)
     : train_(train), size_(size), interp_(interp), norm_(std::move(norm)) {
   TORCH_CHECK(fs::is_directory(root), root, ": image folder not found");
   TORCH_CHECK(size > 0, "image size must be positive, got ", size);

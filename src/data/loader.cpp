@@ -78,7 +78,11 @@ class InlineEpoch : public EpochIterator {
 class ThreadedEpoch : public EpochIterator {
  public:
   ThreadedEpoch(const DataLoader& l, int64_t epoch, int64_t start)
-      : loader_(l), order_(l.order(epoch)), epoch_(epoch), claim_(start), consume_(start),
+      : loader_(l),
+        order_(l.order(epoch)),
+        epoch_(epoch),
+        claim_(start),
+        consume_(start),
         end_(l.batches_per_epoch()) {
     for (int64_t w = 0; w < l.options_.workers; ++w) threads_.emplace_back([this] { work(); });
   }

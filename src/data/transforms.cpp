@@ -1,9 +1,8 @@
 #include "profit/data/transforms.h"
 
+#include <cmath>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
-
-#include <cmath>
 
 namespace profit::data {
 
@@ -65,7 +64,9 @@ CropBox random_resized_crop_box(int height, int width, Rng& rng, double scale_mi
   return {(height - h) / 2, (width - w) / 2, h, w};
 }
 
-static int cv_interp(Interp i) { return i == Interp::kBicubic ? cv::INTER_CUBIC : cv::INTER_LINEAR; }
+static int cv_interp(Interp i) {
+  return i == Interp::kBicubic ? cv::INTER_CUBIC : cv::INTER_LINEAR;
+}
 
 torch::Tensor mat_to_tensor(const cv::Mat& rgb, const Normalize& norm) {
   TORCH_CHECK(rgb.type() == CV_8UC3 && norm.mean.size() == 3, "expected an RGB uint8 image");

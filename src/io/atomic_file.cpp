@@ -1,9 +1,8 @@
 #include "profit/io/atomic_file.h"
 
+#include <c10/util/Exception.h>
 #include <fcntl.h>
 #include <unistd.h>
-
-#include <c10/util/Exception.h>
 
 #include <cerrno>
 #include <cstring>

@@ -54,13 +54,14 @@ void save_checkpoint(const std::string& path, const CheckpointRefs& refs, const 
   write_file_atomic(path, bytes.str());
 }
 
-std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs,
-                            TrainPosition& pos, torch::Device device) {
+std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs, TrainPosition& pos,
+                            torch::Device device) {
   torch::serialize::InputArchive root;
   try {
     root.load_from(path, device);
   } catch (const c10::Error& e) {
-    TORCH_CHECK(false, path, ": corrupt or truncated checkpoint (", e.what_without_backtrace(), ")");
+    TORCH_CHECK(false, path, ": corrupt or truncated checkpoint (", e.what_without_backtrace(),
+                ")");
   }
   torch::Tensor version, position, best;
   TORCH_CHECK(root.try_read("format_version", version) && root.try_read("position", position) &&

@@ -1,8 +1,7 @@
 #include "profit/io/safetensors.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "profit/io/atomic_file.h"
 
@@ -14,11 +13,11 @@ struct DtypeEntry {
   const char* name;
   torch::ScalarType type;
 };
-const DtypeEntry kDtypes[] = {
-    {"F64", torch::kFloat64}, {"F32", torch::kFloat32}, {"F16", torch::kFloat16},
-    {"BF16", torch::kBFloat16}, {"I64", torch::kInt64}, {"I32", torch::kInt32},
-    {"I16", torch::kInt16},   {"I8", torch::kInt8},     {"U8", torch::kUInt8},
-    {"BOOL", torch::kBool}};
+const DtypeEntry kDtypes[] = {{"F64", torch::kFloat64}, {"F32", torch::kFloat32},
+                              {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16},
+                              {"I64", torch::kInt64},   {"I32", torch::kInt32},
+                              {"I16", torch::kInt16},   {"I8", torch::kInt8},
+                              {"U8", torch::kUInt8},    {"BOOL", torch::kBool}};
 
 torch::ScalarType dtype_from_name(const std::string& s, const std::string& file,
                                   const std::string& key) {
@@ -73,7 +72,9 @@ TensorMap parse_safetensors(const std::string& bytes, const std::string& file) {
   return out;
 }
 
-TensorMap load_safetensors(const std::string& path) { return parse_safetensors(read_file(path), path); }
+TensorMap load_safetensors(const std::string& path) {
+  return parse_safetensors(read_file(path), path);
+}
 
 std::string serialize_safetensors(const TensorMap& tensors) {
   nlohmann::json header = nlohmann::json::object();

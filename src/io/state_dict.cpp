@@ -40,8 +40,8 @@ LoadReport load_state_dict(torch::nn::Module& m, const TensorMap& tensors, bool 
   if (strict) {
     TORCH_CHECK(report.missing.empty(), source, ": missing key '", report.missing.front(), "' (",
                 report.missing.size(), " missing in all)");
-    TORCH_CHECK(report.unexpected.empty(), source, ": unexpected key '",
-                report.unexpected.front(), "' (", report.unexpected.size(), " unexpected in all)");
+    TORCH_CHECK(report.unexpected.empty(), source, ": unexpected key '", report.unexpected.front(),
+                "' (", report.unexpected.size(), " unexpected in all)");
   }
   return report;
 }

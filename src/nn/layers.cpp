@@ -6,23 +6,33 @@ namespace F = torch::nn::functional;
 
 const char* act_name(Act act) {
   switch (act) {
-    case Act::kIdentity: return "identity";
-    case Act::kReLU: return "relu";
-    case Act::kReLU6: return "relu6";
-    case Act::kHSwish: return "hswish";
-    case Act::kHSigmoid: return "hsigmoid";
+    case Act::kIdentity:
+      return "identity";
+    case Act::kReLU:
+      return "relu";
+    case Act::kReLU6:
+      return "relu6";
+    case Act::kHSwish:
+      return "hswish";
+    case Act::kHSigmoid:
+      return "hsigmoid";
   }
   return "?";
 }
 
 torch::Tensor apply_act(const torch::Tensor& x, Act act) {
   switch (act) {
-    case Act::kIdentity: return x;
-    case Act::kReLU: return torch::relu(x);
-    case Act::kReLU6: return torch::clamp(x, 0.0, 6.0);
+    case Act::kIdentity:
+      return x;
+    case Act::kReLU:
+      return torch::relu(x);
+    case Act::kReLU6:
+      return torch::clamp(x, 0.0, 6.0);
     // Written with clamp so that the formula is the spec's, independent of ATen's hardswish op.
-    case Act::kHSwish: return x * torch::clamp(x + 3.0, 0.0, 6.0) / 6.0;
-    case Act::kHSigmoid: return torch::clamp(x + 3.0, 0.0, 6.0) / 6.0;
+    case Act::kHSwish:
+      return x * torch::clamp(x + 3.0, 0.0, 6.0) / 6.0;
+    case Act::kHSigmoid:
+      return torch::clamp(x + 3.0, 0.0, 6.0) / 6.0;
   }
   return x;
 }
@@ -32,8 +42,8 @@ ConvImpl::ConvImpl(const ConvOptions& o) : options(o) {
               " out=", o.out(), " k=", o.kernel());
   TORCH_CHECK(o.in() % o.groups() == 0 && o.out() % o.groups() == 0, "conv: groups=", o.groups(),
               " does not divide in=", o.in(), " / out=", o.out());
-  weight = register_parameter(
-      "weight", torch::empty({o.out(), o.in() / o.groups(), o.kernel(), o.kernel()}));
+  weight = register_parameter("weight",
+                              torch::empty({o.out(), o.in() / o.groups(), o.kernel(), o.kernel()}));
   if (o.bias()) bias = register_parameter("bias", torch::zeros({o.out()}));
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanOut, torch::kReLU);
 }
@@ -70,18 +80,24 @@ ConvBNActImpl::ConvBNActImpl(Conv c, torch::nn::BatchNorm2d b, ActSite a)
   if (a && a->act != Act::kIdentity) act = register_module("2", a);
 }
 
-torch::Tensor ConvBNActImpl::forward_pre_act(const torch::Tensor& x) { return bn(conv(x)); }
+torch::Tensor ConvBNActImpl::forward_pre_act(const torch::Tensor& x) {
+  return bn(conv(x));
+}
 
 torch::Tensor ConvBNActImpl::forward(const torch::Tensor& x) {
   auto y = forward_pre_act(x);
   return act ? act(y) : y;
 }
 
-Conv LayerFactory::conv(const ConvOptions& o) const { return Conv(o); }
+Conv LayerFactory::conv(const ConvOptions& o) const {
+  return Conv(o);
+}
 Linear LayerFactory::linear(int64_t in, int64_t out, bool bias) const {
   return Linear(in, out, bias);
 }
-ActSite LayerFactory::act(Act a, SiteRole role) const { return ActSite(a, role); }
+ActSite LayerFactory::act(Act a, SiteRole role) const {
+  return ActSite(a, role);
+}
 torch::nn::BatchNorm2d LayerFactory::bn(int64_t channels, const BNOptions& o) const {
   return torch::nn::BatchNorm2d(
       torch::nn::BatchNorm2dOptions(channels).eps(o.eps).momentum(o.momentum));
@@ -91,7 +107,8 @@ ConvBNAct LayerFactory::conv_bn_act(const ConvOptions& o, Act a, const BNOptions
 }
 
 int64_t make_divisible(double v, int64_t divisor) {
-  int64_t n = std::max<int64_t>(divisor, static_cast<int64_t>(v + divisor / 2.0) / divisor * divisor);
+  int64_t n =
+      std::max<int64_t>(divisor, static_cast<int64_t>(v + divisor / 2.0) / divisor * divisor);
   if (n < 0.9 * v) n += divisor;
   return n;
 }

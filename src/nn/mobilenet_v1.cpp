@@ -10,8 +10,8 @@ const BNOptions kBN{1e-5, 0.1};  // torch defaults, as torchvision
 class DepthwiseSeparableImpl : public torch::nn::Module {
  public:
   DepthwiseSeparableImpl(const LayerFactory& f, int64_t in, int64_t out, int64_t stride) {
-    dw = register_module("dw", f.conv_bn_act(ConvOptions(in, in, 3).stride(stride).groups(in),
-                                             Act::kReLU, kBN));
+    dw = register_module(
+        "dw", f.conv_bn_act(ConvOptions(in, in, 3).stride(stride).groups(in), Act::kReLU, kBN));
     pw = register_module("pw", f.conv_bn_act(ConvOptions(in, out, 1), Act::kReLU, kBN));
   }
   torch::Tensor forward(const torch::Tensor& x) { return pw(dw(x)); }
@@ -25,7 +25,7 @@ class MobileNetV1Impl : public ClassifierImpl {
     auto ch = [&](int64_t c) { return make_divisible(c * cfg.width, 8); };
     // (out channels, stride) of the 13 depthwise-separable blocks.
     const std::vector<std::pair<int64_t, int64_t>> blocks = {
-        {64, 1},  {128, 2}, {128, 1}, {256, 2}, {256, 1}, {512, 2},  {512, 1},
+        {64, 1},  {128, 2}, {128, 1}, {256, 2}, {256, 1},  {512, 2}, {512, 1},
         {512, 1}, {512, 1}, {512, 1}, {512, 1}, {1024, 2}, {1024, 1}};
     int64_t in = ch(32);
     features->push_back(f.conv_bn_act(

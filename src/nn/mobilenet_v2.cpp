@@ -10,14 +10,14 @@ const BNOptions kBN{1e-5, 0.1};  // torch defaults, as torchvision
 class InvertedResidualImpl : public torch::nn::Module {
  public:
   InvertedResidualImpl(const LayerFactory& f, int64_t in, int64_t out, int64_t stride,
-                       int64_t expand)
-{
+                       int64_t expand) {
     const int64_t hidden = in * expand;
     // Linear-bottleneck output feeding this branch: signed values (PROFIT spec §6.2).
-    if (expand != 1) input_site = register_module("input_site", f.act(Act::kIdentity, SiteRole::kBranchInput));
+    if (expand != 1)
+      input_site = register_module("input_site", f.act(Act::kIdentity, SiteRole::kBranchInput));
     if (expand != 1) conv->push_back(f.conv_bn_act(ConvOptions(in, hidden, 1), Act::kReLU6, kBN));
-    conv->push_back(
-        f.conv_bn_act(ConvOptions(hidden, hidden, 3).stride(stride).groups(hidden), Act::kReLU6, kBN));
+    conv->push_back(f.conv_bn_act(ConvOptions(hidden, hidden, 3).stride(stride).groups(hidden),
+                                  Act::kReLU6, kBN));
     conv->push_back(f.conv(ConvOptions(hidden, out, 1)));
     conv->push_back(f.bn(out, kBN));
     register_module("conv", conv);
@@ -37,8 +37,8 @@ class MobileNetV2Impl : public ClassifierImpl {
  public:
   MobileNetV2Impl(const ModelConfig& cfg, const LayerFactory& f) {
     // (expansion t, channels c, repeats n, stride s) — the paper's Table 2.
-    const int64_t settings[7][4] = {{1, 16, 1, 1},  {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
-                                    {6, 96, 3, 1},  {6, 160, 3, 2}, {6, 320, 1, 1}};
+    const int64_t settings[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
+                                    {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
     int64_t in = make_divisible(32 * cfg.width, 8);
     const int64_t last = make_divisible(1280 * std::max(1.0, cfg.width), 8);
     features->push_back(f.conv_bn_act(

@@ -90,20 +90,20 @@ TORCH_MODULE(V3Block);
 
 // torchvision's bneck configurations: (in, k, expanded, out, SE, NL is hswish, stride).
 const std::vector<BlockSpec> kLarge = {
-    {16, 3, 16, 16, false, false, 1},    {16, 3, 64, 24, false, false, 2},
-    {24, 3, 72, 24, false, false, 1},    {24, 5, 72, 40, true, false, 2},
-    {40, 5, 120, 40, true, false, 1},    {40, 5, 120, 40, true, false, 1},
-    {40, 3, 240, 80, false, true, 2},    {80, 3, 200, 80, false, true, 1},
-    {80, 3, 184, 80, false, true, 1},    {80, 3, 184, 80, false, true, 1},
-    {80, 3, 480, 112, true, true, 1},    {112, 3, 672, 112, true, true, 1},
-    {112, 5, 672, 160, true, true, 2},   {160, 5, 960, 160, true, true, 1},
+    {16, 3, 16, 16, false, false, 1},  {16, 3, 64, 24, false, false, 2},
+    {24, 3, 72, 24, false, false, 1},  {24, 5, 72, 40, true, false, 2},
+    {40, 5, 120, 40, true, false, 1},  {40, 5, 120, 40, true, false, 1},
+    {40, 3, 240, 80, false, true, 2},  {80, 3, 200, 80, false, true, 1},
+    {80, 3, 184, 80, false, true, 1},  {80, 3, 184, 80, false, true, 1},
+    {80, 3, 480, 112, true, true, 1},  {112, 3, 672, 112, true, true, 1},
+    {112, 5, 672, 160, true, true, 2}, {160, 5, 960, 160, true, true, 1},
     {160, 5, 960, 160, true, true, 1}};
 const std::vector<BlockSpec> kSmall = {
-    {16, 3, 16, 16, true, false, 2},   {16, 3, 72, 24, false, false, 2},
-    {24, 3, 88, 24, false, false, 1},  {24, 5, 96, 40, true, true, 2},
-    {40, 5, 240, 40, true, true, 1},   {40, 5, 240, 40, true, true, 1},
-    {40, 5, 120, 48, true, true, 1},   {48, 5, 144, 48, true, true, 1},
-    {48, 5, 288, 96, true, true, 2},   {96, 5, 576, 96, true, true, 1},
+    {16, 3, 16, 16, true, false, 2},  {16, 3, 72, 24, false, false, 2},
+    {24, 3, 88, 24, false, false, 1}, {24, 5, 96, 40, true, true, 2},
+    {40, 5, 240, 40, true, true, 1},  {40, 5, 240, 40, true, true, 1},
+    {40, 5, 120, 48, true, true, 1},  {48, 5, 144, 48, true, true, 1},
+    {48, 5, 288, 96, true, true, 2},  {96, 5, 576, 96, true, true, 1},
     {96, 5, 576, 96, true, true, 1}};
 
 class MobileNetV3Impl : public ClassifierImpl {
@@ -124,8 +124,8 @@ class MobileNetV3Impl : public ClassifierImpl {
         first_down = false;
         if (cfg.small_input) b.stride = 1;
       }
-      features->push_back(V3Block(f, b, input_is_hswish, cfg.se_position == "pre_act",
-                                  cfg.negative_padding));
+      features->push_back(
+          V3Block(f, b, input_is_hswish, cfg.se_position == "pre_act", cfg.negative_padding));
       input_is_hswish = false;  // block outputs are linear bottlenecks
       last_out = b.out;
     }

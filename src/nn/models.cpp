@@ -7,7 +7,8 @@ std::vector<std::string> model_names() {
 }
 
 ModelPtr create_model(const ModelConfig& cfg, const LayerFactory& factory) {
-  TORCH_CHECK(cfg.width > 0.0 && cfg.width <= 4.0, "model.width must be in (0, 4], got ", cfg.width);
+  TORCH_CHECK(cfg.width > 0.0 && cfg.width <= 4.0, "model.width must be in (0, 4], got ",
+              cfg.width);
   TORCH_CHECK(cfg.num_classes >= 1, "model.num_classes must be >= 1, got ", cfg.num_classes);
   TORCH_CHECK(cfg.in_channels >= 1, "model.in_channels must be >= 1, got ", cfg.in_channels);
   TORCH_CHECK(cfg.dropout >= 0.0 && cfg.dropout < 1.0, "model.dropout must be in [0,1), got ",
@@ -15,8 +16,10 @@ ModelPtr create_model(const ModelConfig& cfg, const LayerFactory& factory) {
   TORCH_CHECK(cfg.se_position == "pre_act" || cfg.se_position == "post_act",
               "model.se_position must be pre_act or post_act, got '", cfg.se_position, "'");
   ModelPtr m;
-  if (cfg.arch == "mobilenet_v1") m = make_mobilenet_v1(cfg, factory);
-  else if (cfg.arch == "mobilenet_v2") m = make_mobilenet_v2(cfg, factory);
+  if (cfg.arch == "mobilenet_v1")
+    m = make_mobilenet_v1(cfg, factory);
+  else if (cfg.arch == "mobilenet_v2")
+    m = make_mobilenet_v2(cfg, factory);
   else if (cfg.arch == "mobilenet_v3_large" || cfg.arch == "mobilenet_v3_small")
     m = make_mobilenet_v3(cfg, factory);
   else

@@ -9,22 +9,39 @@ namespace profit::train {
 void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, FieldRef)>& fn) {
   auto& m = c.model;
   auto& d = c.data;
-  fn({"model", "arch", "arch", "mobilenet_v1 | mobilenet_v2 | mobilenet_v3_large | mobilenet_v3_small"}, &m.arch);
+  fn({"model", "arch", "arch",
+      "mobilenet_v1 | mobilenet_v2 | mobilenet_v3_large | mobilenet_v3_small"},
+     &m.arch);
   fn({"model", "width", "width", "width multiplier"}, &m.width);
-  fn({"model", "num_classes", "num-classes", "classifier outputs (0: from the dataset)"}, &m.num_classes);
-  fn({"model", "in_channels", "in-channels", "input channels (0: from the dataset)"}, &m.in_channels);
-  fn({"model", "small_input", "small-input", "stem stride 1 and first downsampling removed (28-32 px)"}, &m.small_input);
+  fn({"model", "num_classes", "num-classes", "classifier outputs (0: from the dataset)"},
+     &m.num_classes);
+  fn({"model", "in_channels", "in-channels", "input channels (0: from the dataset)"},
+     &m.in_channels);
+  fn({"model", "small_input", "small-input",
+      "stem stride 1 and first downsampling removed (28-32 px)"},
+     &m.small_input);
   fn({"model", "dropout", "dropout", "dropout before the classifier"}, &m.dropout);
-  fn({"model", "se_position", "se-position", "MobileNetV3 SE placement: post_act (torchvision) | pre_act (PROFIT)"}, &m.se_position);
-  fn({"model", "negative_padding", "negative-padding", "MobileNetV3: pad h-swish-fed depthwise convs with -3/8"}, &m.negative_padding);
-  fn({"data", "name", "dataset", "fashion_mnist | cifar10 | cifar100 | imagefolder | synthetic"}, &d.name);
-  fn({"data", "root", "data-root", "dataset folder (default: the dataset's standard location)"}, &d.root);
+  fn({"model", "se_position", "se-position",
+      "MobileNetV3 SE placement: post_act (torchvision) | pre_act (PROFIT)"},
+     &m.se_position);
+  fn({"model", "negative_padding", "negative-padding",
+      "MobileNetV3: pad h-swish-fed depthwise convs with -3/8"},
+     &m.negative_padding);
+  fn({"data", "name", "dataset", "fashion_mnist | cifar10 | cifar100 | imagefolder | synthetic"},
+     &d.name);
+  fn({"data", "root", "data-root", "dataset folder (default: the dataset's standard location)"},
+     &d.root);
   fn({"data", "image_size", "image-size", "input size (0: native)"}, &d.image_size);
-  fn({"data", "augment", "augment", "random crop + horizontal flip on the train split"}, &d.augment);
-  fn({"data", "crop_padding", "crop-padding", "random-crop padding for small images (px)"}, &d.crop_padding);
-  fn({"data", "interpolation", "interpolation", "imagefolder resize: bilinear | bicubic"}, &d.interpolation);
-  fn({"data", "train_fraction", "train-fraction", "seeded fraction of the train split to use"}, &d.train_fraction);
-  fn({"data", "synthetic_size", "synthetic-size", "images per split of the synthetic dataset"}, &d.synthetic_size);
+  fn({"data", "augment", "augment", "random crop + horizontal flip on the train split"},
+     &d.augment);
+  fn({"data", "crop_padding", "crop-padding", "random-crop padding for small images (px)"},
+     &d.crop_padding);
+  fn({"data", "interpolation", "interpolation", "imagefolder resize: bilinear | bicubic"},
+     &d.interpolation);
+  fn({"data", "train_fraction", "train-fraction", "seeded fraction of the train split to use"},
+     &d.train_fraction);
+  fn({"data", "synthetic_size", "synthetic-size", "images per split of the synthetic dataset"},
+     &d.synthetic_size);
   fn({"train", "epochs", "epochs", "training epochs"}, &c.epochs);
   fn({"train", "batch_size", "batch-size", "training batch size"}, &c.batch_size);
   fn({"train", "eval_batch_size", "eval-batch-size", "evaluation batch size"}, &c.eval_batch_size);
@@ -33,19 +50,25 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
   fn({"train", "momentum", "momentum", "SGD momentum"}, &c.momentum);
   fn({"train", "nesterov", "nesterov", "Nesterov momentum for SGD"}, &c.nesterov);
   fn({"train", "weight_decay", "weight-decay", "weight decay (not on BN/bias)"}, &c.weight_decay);
-  fn({"train", "warmup_epochs", "warmup-epochs", "linear warmup length in epochs"}, &c.warmup_epochs);
+  fn({"train", "warmup_epochs", "warmup-epochs", "linear warmup length in epochs"},
+     &c.warmup_epochs);
   fn({"train", "min_lr", "min-lr", "learning rate at the end of the cosine"}, &c.min_lr);
-  fn({"train", "label_smoothing", "label-smoothing", "label smoothing epsilon"}, &c.label_smoothing);
+  fn({"train", "label_smoothing", "label-smoothing", "label smoothing epsilon"},
+     &c.label_smoothing);
   fn({"train", "ema_decay", "ema-decay", "weight EMA decay (0: off)"}, &c.ema_decay);
-  fn({"train", "steps_per_epoch", "steps-per-epoch", "cap on steps per epoch (0: full epoch)"}, &c.steps_per_epoch);
+  fn({"train", "steps_per_epoch", "steps-per-epoch", "cap on steps per epoch (0: full epoch)"},
+     &c.steps_per_epoch);
   fn({"train", "device", "device", "cpu | cuda | cuda:N | auto"}, &c.device);
   fn({"train", "seed", "seed", "seed for init, shuffling, augmentation and dropout"}, &c.seed);
   fn({"train", "workers", "workers", "data loader threads (0: inline)"}, &c.workers);
   fn({"train", "out_dir", "out", "run folder (checkpoints, metrics, config)"}, &c.out_dir);
   fn({"train", "resume", "resume", "continue from <out>/last.ckpt"}, &c.resume);
   fn({"train", "init_weights", "init", "initial weights (.safetensors or .pth)"}, &c.init_weights);
-  fn({"train", "checkpoint_every", "checkpoint-every", "also checkpoint every N steps (0: per epoch)"}, &c.checkpoint_every);
-  fn({"train", "stop_after", "stop-after", "checkpoint and stop after this global step (0: never)"}, &c.stop_after);
+  fn({"train", "checkpoint_every", "checkpoint-every",
+      "also checkpoint every N steps (0: per epoch)"},
+     &c.checkpoint_every);
+  fn({"train", "stop_after", "stop-after", "checkpoint and stop after this global step (0: never)"},
+     &c.stop_after);
   fn({"train", "log_every", "log-every", "steps between JSONL step records"}, &c.log_every);
   fn({"train", "progress", "progress", "show a progress bar"}, &c.progress);
 }
@@ -104,17 +127,19 @@ void validate(const TrainConfig& c) {
   TORCH_CHECK(c.optimizer == "sgd" || c.optimizer == "adamw",
               "train.optimizer must be sgd or adamw, got '", c.optimizer, "'");
   TORCH_CHECK(c.lr > 0.0, "train.lr must be > 0, got ", c.lr);
-  TORCH_CHECK(c.min_lr >= 0.0 && c.min_lr <= c.lr, "train.min_lr must be in [0, lr], got ", c.min_lr);
+  TORCH_CHECK(c.min_lr >= 0.0 && c.min_lr <= c.lr, "train.min_lr must be in [0, lr], got ",
+              c.min_lr);
   TORCH_CHECK(c.weight_decay >= 0.0, "train.weight_decay must be >= 0, got ", c.weight_decay);
   TORCH_CHECK(c.warmup_epochs >= 0.0, "train.warmup_epochs must be >= 0, got ", c.warmup_epochs);
   TORCH_CHECK(c.label_smoothing >= 0.0 && c.label_smoothing < 1.0,
               "train.label_smoothing must be in [0, 1), got ", c.label_smoothing);
   TORCH_CHECK(c.ema_decay >= 0.0 && c.ema_decay < 1.0, "train.ema_decay must be in [0, 1), got ",
               c.ema_decay);
-  TORCH_CHECK(c.workers >= 0 && c.workers <= 64, "train.workers must be in [0, 64], got ", c.workers);
-  TORCH_CHECK(c.steps_per_epoch >= 0 && c.checkpoint_every >= 0 && c.stop_after >= 0 &&
-                  c.log_every >= 1,
-              "steps_per_epoch/checkpoint_every/stop_after must be >= 0, log_every >= 1");
+  TORCH_CHECK(c.workers >= 0 && c.workers <= 64, "train.workers must be in [0, 64], got ",
+              c.workers);
+  TORCH_CHECK(
+      c.steps_per_epoch >= 0 && c.checkpoint_every >= 0 && c.stop_after >= 0 && c.log_every >= 1,
+      "steps_per_epoch/checkpoint_every/stop_after must be >= 0, log_every >= 1");
 }
 
 }  // namespace profit::train

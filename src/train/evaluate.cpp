@@ -18,7 +18,8 @@ torch::Tensor smoothed_cross_entropy(const torch::Tensor& logits, const torch::T
   return ((1.0 - eps) * nll - eps * logp.mean(1)).mean();
 }
 
-EvalResult evaluate(torch::nn::Module& model, const std::function<torch::Tensor(torch::Tensor)>& fwd,
+EvalResult evaluate(torch::nn::Module& model,
+                    const std::function<torch::Tensor(torch::Tensor)>& fwd,
                     const data::DataLoader& loader, torch::Device device, bool progress,
                     const std::string& label) {
   torch::NoGradGuard no_grad;

@@ -21,11 +21,12 @@ namespace fs = std::filesystem;
 void resolve_model_config(TrainConfig& cfg, const data::Dataset& train_set) {
   if (cfg.model.num_classes == 0) cfg.model.num_classes = train_set.num_classes();
   if (cfg.model.in_channels == 0) cfg.model.in_channels = train_set.image_shape()[0];
-  TORCH_CHECK(cfg.model.num_classes == train_set.num_classes(), "model.num_classes = ",
-              cfg.model.num_classes, " but the dataset has ", train_set.num_classes(), " classes");
-  TORCH_CHECK(cfg.model.in_channels == train_set.image_shape()[0], "model.in_channels = ",
-              cfg.model.in_channels, " but the images have ", train_set.image_shape()[0],
-              " channels");
+  TORCH_CHECK(cfg.model.num_classes == train_set.num_classes(),
+              "model.num_classes = ", cfg.model.num_classes, " but the dataset has ",
+              train_set.num_classes(), " classes");
+  TORCH_CHECK(cfg.model.in_channels == train_set.image_shape()[0],
+              "model.in_channels = ", cfg.model.in_channels, " but the images have ",
+              train_set.image_shape()[0], " channels");
 }
 
 namespace {
@@ -77,8 +78,7 @@ TrainSummary train(TrainConfig cfg) {
     ema = std::make_unique<WeightEma>(shadow, *model, cfg.ema_decay);
   }
   auto optimizer = make_optimizer(
-      split_decay(*model),
-      {cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov});
+      split_decay(*model), {cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov});
 
   data::DataLoader loader(train_set, {cfg.batch_size, true, true, cfg.workers, 4, cfg.seed});
   data::DataLoader test_loader(test_set,
@@ -137,8 +137,11 @@ TrainSummary train(TrainConfig cfg) {
       std::snprintf(extra, sizeof extra, "loss %.4f lr %.4g", loss_v, lr);
       bar.update(pos.batch, seen_here, extra);
       if (pos.step % cfg.log_every == 0) {
-        metrics.write({{"kind", "step"}, {"step", pos.step}, {"epoch", pos.epoch + 1},
-                       {"loss", loss_v}, {"lr", lr}});
+        metrics.write({{"kind", "step"},
+                       {"step", pos.step},
+                       {"epoch", pos.epoch + 1},
+                       {"loss", loss_v},
+                       {"lr", lr}});
       }
       if (cfg.checkpoint_every > 0 && pos.step % cfg.checkpoint_every == 0) save();
       if (cfg.stop_after > 0 && pos.step >= cfg.stop_after) {
@@ -155,9 +158,9 @@ TrainSummary train(TrainConfig cfg) {
     pos.epoch_loss_sum = 0.0;
     pos.epoch_correct = pos.epoch_seen = 0;
     summary.final_eval = evaluate(*model, forward, test_loader, device, false);
-    nlohmann::json rec = {{"kind", "epoch"}, {"step", pos.step}, {"epoch", pos.epoch + 1},
-                          {"train_loss", train_loss}, {"train_top1", train_top1},
-                          {"test", eval_json(summary.final_eval)}};
+    nlohmann::json rec = {{"kind", "epoch"},          {"step", pos.step},
+                          {"epoch", pos.epoch + 1},   {"train_loss", train_loss},
+                          {"train_top1", train_top1}, {"test", eval_json(summary.final_eval)}};
     if (summary.final_eval.top1 > pos.best_top1) {
       pos.best_top1 = summary.final_eval.top1;
       io::save_safetensors((out / "best.safetensors").string(), io::state_dict(*model));
@@ -165,8 +168,8 @@ TrainSummary train(TrainConfig cfg) {
     std::string ema_note;
     if (ema) {
       auto em = ema->model();
-      summary.final_ema_eval = evaluate(*em, [&](torch::Tensor x) { return em->forward(x); },
-                                        test_loader, device, false);
+      summary.final_ema_eval = evaluate(
+          *em, [&](torch::Tensor x) { return em->forward(x); }, test_loader, device, false);
       rec["test_ema"] = eval_json(summary.final_ema_eval);
       if (summary.final_ema_eval.top1 > pos.best_ema_top1) {
         pos.best_ema_top1 = summary.final_ema_eval.top1;
@@ -175,10 +178,11 @@ TrainSummary train(TrainConfig cfg) {
       ema_note = " ema top1 " + std::to_string(summary.final_ema_eval.top1);
     }
     metrics.write(rec);
-    std::fprintf(stderr, "epoch %ld/%ld: train loss %.4f top1 %.2f | test loss %.4f top1 %.2f top5 %.2f%s\n",
-                 static_cast<long>(pos.epoch + 1), static_cast<long>(cfg.epochs), train_loss,
-                 train_top1, summary.final_eval.loss, summary.final_eval.top1,
-                 summary.final_eval.top5, ema_note.c_str());
+    std::fprintf(
+        stderr, "epoch %ld/%ld: train loss %.4f top1 %.2f | test loss %.4f top1 %.2f top5 %.2f%s\n",
+        static_cast<long>(pos.epoch + 1), static_cast<long>(cfg.epochs), train_loss, train_top1,
+        summary.final_eval.loss, summary.final_eval.top1, summary.final_eval.top5,
+        ema_note.c_str());
     // The checkpoint records the *next* epoch so a resume does not redo this one.
     ++pos.epoch;
     pos.batch = 0;
@@ -186,7 +190,8 @@ TrainSummary train(TrainConfig cfg) {
     --pos.epoch;
   }
   io::save_safetensors((out / "final.safetensors").string(), io::state_dict(*model));
-  if (ema) io::save_safetensors((out / "final_ema.safetensors").string(), io::state_dict(*ema->model()));
+  if (ema)
+    io::save_safetensors((out / "final_ema.safetensors").string(), io::state_dict(*ema->model()));
   summary.best_top1 = pos.best_top1;
   summary.best_ema_top1 = pos.best_ema_top1;
   summary.steps = pos.step;

@@ -104,8 +104,9 @@ TEST(Cifar, ReadsAndRejectsBadFiles) {
 TEST(ImageFolder, DecodesAndReportsBadFolders) {
   auto root = temp_dir();
   const Normalize norm{{0.5f, 0.5f, 0.5f}, {0.25f, 0.25f, 0.25f}};
-  EXPECT_ERROR_CONTAINS(ImageFolderDataset((root / "missing").string(), false, 8, Interp::kBilinear, norm),
-                        "missing: image folder not found");
+  EXPECT_ERROR_CONTAINS(
+      ImageFolderDataset((root / "missing").string(), false, 8, Interp::kBilinear, norm),
+      "missing: image folder not found");
   fs::create_directories(root / "cat");
   fs::create_directories(root / "dog");
   cv::Mat img(20, 30, CV_8UC3, cv::Scalar(10, 20, 30));  // BGR
@@ -132,7 +133,9 @@ TEST(ImageFolder, DecodesAndReportsBadFolders) {
 TEST(Transforms, NoAugmentationIsToTensorNormalize) {
   std::vector<uint8_t> px = {0, 51, 102, 153, 204, 255};
   auto t = small_image_transform(px.data(), 1, 2, 3, 0, false, {{0.5f}, {0.5f}}, nullptr);
-  auto ref = (torch::tensor({0, 51, 102, 153, 204, 255}, torch::kFloat32).view({1, 2, 3}) / 255.0 - 0.5) / 0.5;
+  auto ref =
+      (torch::tensor({0, 51, 102, 153, 204, 255}, torch::kFloat32).view({1, 2, 3}) / 255.0 - 0.5) /
+      0.5;
   EXPECT_TRUE(torch::allclose(t, ref, 1e-6, 1e-6));
 }
 

@@ -59,12 +59,14 @@ TEST(StateDict, StrictLoadNamesMissingUnexpectedAndShape) {
                         "w.st: missing key 'features.0.1.running_var'");
   auto extra = sd;
   extra["features.0.0.weight_quant.scale"] = torch::ones({1});
-  EXPECT_ERROR_CONTAINS(load_state_dict(*b, extra, true, "w.st"), "unexpected key 'features.0.0.weight_quant.scale'");
+  EXPECT_ERROR_CONTAINS(load_state_dict(*b, extra, true, "w.st"),
+                        "unexpected key 'features.0.0.weight_quant.scale'");
   auto rep = load_state_dict(*b, extra, false, "w.st");
   EXPECT_EQ(rep.unexpected.size(), 1u);
   auto shape = sd;
   shape["classifier.1.weight"] = torch::zeros({11, 1280});
-  EXPECT_ERROR_CONTAINS(load_state_dict(*b, shape, true, "w.st"), "shape mismatch for 'classifier.1.weight'");
+  EXPECT_ERROR_CONTAINS(load_state_dict(*b, shape, true, "w.st"),
+                        "shape mismatch for 'classifier.1.weight'");
 }
 
 TEST(Checkpoint, RoundTripAndCorruptFileKeepsTheOldOne) {
@@ -116,7 +118,8 @@ TEST(Checkpoint, RoundTripAndCorruptFileKeepsTheOldOne) {
   std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   EXPECT_ERROR_CONTAINS(load_checkpoint(cut, {m2.get(), nullptr, &opt2}, p2), "cut.ckpt");
   // A failed write (folder does not exist) leaves the existing checkpoint intact.
-  EXPECT_ANY_THROW(save_checkpoint((dir / "no" / "x.ckpt").string(), {m.get(), nullptr, &opt}, pos, "{}"));
+  EXPECT_ANY_THROW(
+      save_checkpoint((dir / "no" / "x.ckpt").string(), {m.get(), nullptr, &opt}, pos, "{}"));
   EXPECT_EQ(read_file(path), bytes);
 }
 

@@ -27,13 +27,13 @@ TEST_P(TorchvisionParity, LogitsMatch) {
   EXPECT_GT(io.at("logits").std().item<double>(), 0.05);  // the comparison is not trivial
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Models, TorchvisionParity,
-    ::testing::Combine(::testing::Values("mobilenet_v2", "mobilenet_v3_large"),
-                       ::testing::Values(".safetensors", ".pth")),
-    [](const auto& info) {
-      return std::get<0>(info.param) + (std::get<1>(info.param) == ".pth" ? "_pth" : "_safetensors");
-    });
+INSTANTIATE_TEST_SUITE_P(Models, TorchvisionParity,
+                         ::testing::Combine(::testing::Values("mobilenet_v2", "mobilenet_v3_large"),
+                                            ::testing::Values(".safetensors", ".pth")),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) +
+                                  (std::get<1>(info.param) == ".pth" ? "_pth" : "_safetensors");
+                         });
 
 }  // namespace
 }  // namespace profit::io

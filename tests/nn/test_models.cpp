@@ -23,7 +23,7 @@ TEST(Models, ParameterCountsEqualTorchvision) {
 
 TEST(Models, MakeDivisibleMatchesTorchvision) {
   EXPECT_EQ(make_divisible(32 * 0.5), 16);
-  EXPECT_EQ(make_divisible(18), 24);   // never below 90 %: 16 < 16.2 -> 24
+  EXPECT_EQ(make_divisible(18), 24);  // never below 90 %: 16 < 16.2 -> 24
   EXPECT_EQ(make_divisible(30), 32);
   EXPECT_EQ(make_divisible(16 * 0.25), 8);  // minimum = divisor
   EXPECT_EQ(make_divisible(1280 * 1.0), 1280);
@@ -53,14 +53,13 @@ TEST_P(ModelShapes, ForwardGivesLogits) {
   EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    All, ModelShapes,
-    ::testing::Values(ShapeCase{"mobilenet_v1", 0.25, 1, 28, 10, true},
-                      ShapeCase{"mobilenet_v2", 0.25, 1, 28, 10, true},
-                      ShapeCase{"mobilenet_v2", 0.35, 3, 64, 7, false},
-                      ShapeCase{"mobilenet_v3_large", 0.25, 3, 32, 100, true},
-                      ShapeCase{"mobilenet_v3_small", 0.5, 1, 28, 10, true},
-                      ShapeCase{"mobilenet_v3_small", 0.25, 3, 64, 5, false}));
+INSTANTIATE_TEST_SUITE_P(All, ModelShapes,
+                         ::testing::Values(ShapeCase{"mobilenet_v1", 0.25, 1, 28, 10, true},
+                                           ShapeCase{"mobilenet_v2", 0.25, 1, 28, 10, true},
+                                           ShapeCase{"mobilenet_v2", 0.35, 3, 64, 7, false},
+                                           ShapeCase{"mobilenet_v3_large", 0.25, 3, 32, 100, true},
+                                           ShapeCase{"mobilenet_v3_small", 0.5, 1, 28, 10, true},
+                                           ShapeCase{"mobilenet_v3_small", 0.25, 3, 64, 5, false}));
 
 TEST(Models, SmallInputKeepsAFourByFourMapAt28px) {
   ModelConfig c;
@@ -89,7 +88,7 @@ TEST(Models, ParameterNamesFollowTorchvision) {
     return std::find(names.begin(), names.end(), k) != names.end();
   };
   EXPECT_TRUE(has("features.0.0.weight"));
-  EXPECT_TRUE(has("features.1.block.0.0.weight"));   // block 1: dw directly (no expansion)
+  EXPECT_TRUE(has("features.1.block.0.0.weight"));    // block 1: dw directly (no expansion)
   EXPECT_TRUE(has("features.4.block.2.fc1.weight"));  // SE after expand + dw
   EXPECT_TRUE(has("features.16.0.weight"));
   EXPECT_TRUE(has("classifier.0.weight"));

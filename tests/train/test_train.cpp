@@ -143,7 +143,8 @@ TEST(Trainer, ResumeIsBitIdentical) {
   EXPECT_DOUBLE_EQ(s.final_eval.top1, s2.final_eval.top1);
   EXPECT_DOUBLE_EQ(s.final_eval.loss, s2.final_eval.loss);
   std::ifstream fa(dir / "full" / "metrics.jsonl"), fb(dir / "part" / "metrics.jsonl");
-  std::string la((std::istreambuf_iterator<char>(fa)), {}), lb((std::istreambuf_iterator<char>(fb)), {});
+  std::string la((std::istreambuf_iterator<char>(fa)), {}),
+      lb((std::istreambuf_iterator<char>(fb)), {});
   EXPECT_EQ(la, lb);
   EXPECT_TRUE(fs::exists(dir / "full" / "config.json"));
   EXPECT_TRUE(fs::exists(dir / "full" / "best.safetensors"));
@@ -189,9 +190,11 @@ TEST(Config, YamlUnknownKeysAndBadValuesAreErrors) {
   EXPECT_EQ(cfg.model.arch, "mobilenet_v3_small");
   EXPECT_DOUBLE_EQ(cfg.model.width, 0.75);
   EXPECT_DOUBLE_EQ(cfg.lr, 0.2);
-  EXPECT_ERROR_CONTAINS(apply_yaml(cfg, write("train:\n  lrr: 0.2\n")), "c.yaml: unknown key 'train.lrr'");
+  EXPECT_ERROR_CONTAINS(apply_yaml(cfg, write("train:\n  lrr: 0.2\n")),
+                        "c.yaml: unknown key 'train.lrr'");
   EXPECT_ERROR_CONTAINS(apply_yaml(cfg, write("optim:\n  lr: 0.2\n")), "unknown section 'optim'");
-  EXPECT_ERROR_CONTAINS(apply_yaml(cfg, write("train:\n  epochs: many\n")), "bad value for train.epochs");
+  EXPECT_ERROR_CONTAINS(apply_yaml(cfg, write("train:\n  epochs: many\n")),
+                        "bad value for train.epochs");
   cfg.lr = -1;
   EXPECT_ERROR_CONTAINS(validate(cfg), "train.lr");
   // JSON round trip of every field.

@@ -18,11 +18,13 @@ Action add_eval(CLI::App& app) {
   cmd->add_option("-w,--weights", *weights, "weights (.safetensors or .pth)")->required();
   cmd->add_option("--run", *run_dir, "take model/data config from this run folder's config.json");
   return [cfg, flags, weights, run_dir] {
-    flags->finalize();
-    if (!run_dir->empty()) {
-      auto j = nlohmann::json::parse(io::read_file(*run_dir + "/config.json"));
+    if (!run_dir->empty()) {  // the run's config first; --config and flags override it
+      const std::string path = *run_dir + "/config.json";
+      auto j = nlohmann::json::parse(io::read_file(path), nullptr, false);
+      TORCH_CHECK(!j.is_discarded(), path, ": corrupt config");
       train::from_json(*cfg, j);
     }
+    flags->finalize();
     const torch::Device device = parse_device(cfg->device);
     auto test_set = data::open_dataset(cfg->data, "test");
     train::resolve_model_config(*cfg, *test_set);
@@ -30,8 +32,8 @@ Action add_eval(CLI::App& app) {
     io::load_state_dict(*model, io::load_weights_file(*weights), true, *weights);
     model->to(device);
     data::DataLoader loader(test_set, {cfg->eval_batch_size, false, false, cfg->workers, 4, 0});
-    auto r = train::evaluate(*model, [&](torch::Tensor x) { return model->forward(x); }, loader,
-                             device, cfg->progress);
+    auto r = train::evaluate(
+        *model, [&](torch::Tensor x) { return model->forward(x); }, loader, device, cfg->progress);
     std::printf("%s: top-1 %.2f %%  top-5 %.2f %%  loss %.4f  (%ld images)\n", weights->c_str(),
                 r.top1, r.top5, r.loss, static_cast<long>(r.count));
     return 0;

@@ -26,8 +26,8 @@ Action add_info(CLI::App& app) {
       for (const auto& p : model->named_parameters())
         std::printf("%-40s %s\n", p.key().c_str(), c10::str(p.value().sizes()).c_str());
     }
-    std::printf("%s width %.3g: %ld parameters, output %s for a %ldx%ld input\n",
-                cfg->arch.c_str(), cfg->width, static_cast<long>(nn::count_parameters(*model)),
+    std::printf("%s width %.3g: %ld parameters, output %s for a %ldx%ld input\n", cfg->arch.c_str(),
+                cfg->width, static_cast<long>(nn::count_parameters(*model)),
                 c10::str(y.sizes()).c_str(), static_cast<long>(*size), static_cast<long>(*size));
     return 0;
   };

@@ -30,16 +30,22 @@ Action add_train(CLI::App& app) {
                 cfg->model.width, static_cast<long>(s.parameters), static_cast<long>(cfg->epochs),
                 s.final_eval.top1, s.final_eval.top5, s.best_top1, s.seconds);
     if (s.best_ema_top1 >= 0) {
-      std::printf("| %s w%.2g (EMA) | %ld | %ld | %.2f | %.2f | %.2f | |\n", cfg->model.arch.c_str(),
-                  cfg->model.width, static_cast<long>(s.parameters), static_cast<long>(cfg->epochs),
-                  s.final_ema_eval.top1, s.final_ema_eval.top5, s.best_ema_top1);
+      std::printf("| %s w%.2g (EMA) | %ld | %ld | %.2f | %.2f | %.2f | |\n",
+                  cfg->model.arch.c_str(), cfg->model.width, static_cast<long>(s.parameters),
+                  static_cast<long>(cfg->epochs), s.final_ema_eval.top1, s.final_ema_eval.top5,
+                  s.best_ema_top1);
     }
     if (!json_out->empty()) {
-      nlohmann::json j = {{"arch", cfg->model.arch}, {"width", cfg->model.width},
-                          {"parameters", s.parameters}, {"steps", s.steps},
-                          {"seconds", s.seconds}, {"top1", s.final_eval.top1},
-                          {"top5", s.final_eval.top5}, {"best_top1", s.best_top1},
-                          {"ema_top1", s.final_ema_eval.top1}, {"best_ema_top1", s.best_ema_top1},
+      nlohmann::json j = {{"arch", cfg->model.arch},
+                          {"width", cfg->model.width},
+                          {"parameters", s.parameters},
+                          {"steps", s.steps},
+                          {"seconds", s.seconds},
+                          {"top1", s.final_eval.top1},
+                          {"top5", s.final_eval.top5},
+                          {"best_top1", s.best_top1},
+                          {"ema_top1", s.final_ema_eval.top1},
+                          {"best_ema_top1", s.best_ema_top1},
                           {"config", train::to_json(*cfg)}};
       std::FILE* f = std::fopen(json_out->c_str(), "w");
       TORCH_CHECK(f != nullptr, *json_out, ": cannot write");

@@ -5,7 +5,8 @@ namespace profit::cli {
 ConfigFlags::ConfigFlags(CLI::App& cmd, train::TrainConfig& cfg, bool with_config_file)
     : cmd_(cmd), cfg_(cfg) {
   if (with_config_file) {
-    cmd.add_option("-c,--config", config_path_, "YAML config (sections model, data, train); flags override it")
+    cmd.add_option("-c,--config", config_path_,
+                   "YAML config (sections model, data, train); flags override it")
         ->check(CLI::ExistingFile);
   }
   train::visit_fields(cfg, [&](const train::FieldInfo& info, train::FieldRef ref) {
@@ -13,15 +14,29 @@ ConfigFlags::ConfigFlags(CLI::App& cmd, train::TrainConfig& cfg, bool with_confi
     std::visit(
         [&](auto* p) {
           using T = std::decay_t<decltype(*p)>;
-          // Parse into a holder so that a YAML file applied later cannot hide an explicit flag.
-          auto holder = std::make_shared<T>(*p);
           CLI::Option* opt;
           if constexpr (std::is_same_v<T, bool>) {
-            opt = cmd.add_option(flag, *holder, info.help)->default_str(*p ? "true" : "false");
+            // "--flag", "--flag true|false|1|0|on|off" and "--flag=false" all work.
+            auto text = std::make_shared<std::string>();
+            opt = cmd.add_option(flag, *text, info.help)
+                      ->expected(0, 1)
+                      ->option_text(std::string("[true|false] (default ") +
+                                    (*p ? "true" : "false") + ")");
+            explicit_.emplace_back(opt, [p, text, flag] {
+              const std::string& v = *text;
+              if (v.empty() || v == "true" || v == "1" || v == "on" || v == "yes")
+                *p = true;
+              else if (v == "false" || v == "0" || v == "off" || v == "no")
+                *p = false;
+              else
+                TORCH_CHECK(false, flag, ": expected true or false, got '", v, "'");
+            });
           } else {
+            // Parse into a holder so that a YAML file applied later cannot hide an explicit flag.
+            auto holder = std::make_shared<T>(*p);
             opt = cmd.add_option(flag, *holder, info.help)->capture_default_str();
+            explicit_.emplace_back(opt, [p, holder] { *p = *holder; });
           }
-          explicit_.emplace_back(opt, [p, holder] { *p = *holder; });
         },
         ref);
   });

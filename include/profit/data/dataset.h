@@ -36,7 +36,9 @@ class Subset : public Dataset {
   Subset(DatasetPtr base, std::vector<size_t> indices);
   size_t size() const override { return indices_.size(); }
   int64_t num_classes() const override { return base_->num_classes(); }
-  torch::Tensor image(size_t i, Rng& rng) const override { return base_->image(indices_.at(i), rng); }
+  torch::Tensor image(size_t i, Rng& rng) const override {
+    return base_->image(indices_.at(i), rng);
+  }
   int64_t label(size_t i) const override { return base_->label(indices_.at(i)); }
   std::vector<int64_t> image_shape() const override { return base_->image_shape(); }
 
@@ -50,14 +52,15 @@ DatasetPtr random_subset(DatasetPtr base, double fraction, uint64_t seed);
 
 /// Which dataset to open and how to transform it.
 struct DataConfig {
-  std::string name = "fashion_mnist";  // fashion_mnist | cifar10 | cifar100 | imagefolder | synthetic
-  std::string root;                    // empty: the dataset's default location
-  int64_t image_size = 0;              // 0: native size (28 / 32); imagefolder default 224
-  bool augment = true;                 // train-split augmentation (crop + flip)
-  int64_t crop_padding = 2;            // small-image random crop padding (px)
+  std::string name =
+      "fashion_mnist";       // fashion_mnist | cifar10 | cifar100 | imagefolder | synthetic
+  std::string root;          // empty: the dataset's default location
+  int64_t image_size = 0;    // 0: native size (28 / 32); imagefolder default 224
+  bool augment = true;       // train-split augmentation (crop + flip)
+  int64_t crop_padding = 2;  // small-image random crop padding (px)
   std::string interpolation = "bilinear";  // imagefolder resize: bilinear | bicubic
-  double train_fraction = 1.0;         // seeded subset of the train split
-  int64_t synthetic_size = 256;        // images per split for the synthetic dataset
+  double train_fraction = 1.0;             // seeded subset of the train split
+  int64_t synthetic_size = 256;            // images per split for the synthetic dataset
 };
 
 /// Opens the train or test split (split = "train" | "test"), with the transforms of that split.

@@ -9,19 +9,19 @@
 namespace profit::io {
 
 struct TrainPosition {
-  int64_t epoch = 0;           // epoch in progress
-  int64_t batch = 0;           // next batch within that epoch
-  int64_t step = 0;            // global optimizer steps done
-  double best_top1 = -1.0;     // best test top-1 so far (model)
+  int64_t epoch = 0;        // epoch in progress
+  int64_t batch = 0;        // next batch within that epoch
+  int64_t step = 0;         // global optimizer steps done
+  double best_top1 = -1.0;  // best test top-1 so far (model)
   double best_ema_top1 = -1.0;
   double epoch_loss_sum = 0.0;  // running train statistics of the epoch in progress
   int64_t epoch_correct = 0, epoch_seen = 0;
-  torch::Tensor rng_state;     // torch CPU generator state
+  torch::Tensor rng_state;  // torch CPU generator state
 };
 
 struct CheckpointRefs {
   torch::nn::Module* model = nullptr;
-  torch::nn::Module* ema = nullptr;          // optional
+  torch::nn::Module* ema = nullptr;              // optional
   torch::optim::Optimizer* optimizer = nullptr;  // optional
 };
 
@@ -31,7 +31,7 @@ void save_checkpoint(const std::string& path, const CheckpointRefs& refs, const 
 /// Loads into the given objects (strict by name). Returns the config JSON stored with it.
 /// A corrupt or truncated file throws naming the path; nothing is modified on disk.
 /// Tensors (optimizer state) are mapped to `device`.
-std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs,
-                            TrainPosition& pos, torch::Device device = torch::kCPU);
+std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs, TrainPosition& pos,
+                            torch::Device device = torch::kCPU);
 
 }  // namespace profit::io

@@ -4,10 +4,9 @@
 // resolved-config JSON saved with each run, and the CLI flags are all generated from that list.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <variant>
 
@@ -35,7 +34,7 @@ struct TrainConfig {
   double warmup_epochs = 1.0;  // linear warmup from 0, then cosine to min_lr
   double min_lr = 0.0;
   double label_smoothing = 0.0;
-  double ema_decay = 0.0;  // weight EMA; 0 = off
+  double ema_decay = 0.0;       // weight EMA; 0 = off
   int64_t steps_per_epoch = 0;  // 0 = full epoch; >0 caps it (quick runs, tests)
   // Run control.
   std::string device = "auto";
@@ -43,10 +42,10 @@ struct TrainConfig {
   int64_t workers = 2;
   std::string out_dir = "runs/train";
   bool resume = false;
-  std::string init_weights;             // optional .safetensors/.pth to start from
-  int64_t checkpoint_every = 0;         // steps; 0 = end of each epoch only
-  int64_t stop_after = 0;               // stop (checkpointed) after this global step; 0 = never
-  int64_t log_every = 50;               // steps between JSONL step records
+  std::string init_weights;      // optional .safetensors/.pth to start from
+  int64_t checkpoint_every = 0;  // steps; 0 = end of each epoch only
+  int64_t stop_after = 0;        // stop (checkpointed) after this global step; 0 = never
+  int64_t log_every = 50;        // steps between JSONL step records
   bool progress = true;
 };
 

@@ -15,7 +15,8 @@ struct EvalResult {
 /// Number of rows of `logits` [B, K] whose label is among the k largest.
 int64_t topk_correct(const torch::Tensor& logits, const torch::Tensor& labels, int64_t k);
 
-EvalResult evaluate(torch::nn::Module& model, const std::function<torch::Tensor(torch::Tensor)>& fwd,
+EvalResult evaluate(torch::nn::Module& model,
+                    const std::function<torch::Tensor(torch::Tensor)>& fwd,
                     const data::DataLoader& loader, torch::Device device, bool progress = false,
                     const std::string& label = "eval");
 

@@ -1,9 +1,8 @@
 // JSON-lines metrics log: one object per line, appended and flushed as training goes.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace profit::train {
