@@ -1,0 +1,55 @@
+// DuQ: PROFIT's differentiable and unified quantizer (profit.md §1).
+//
+//   a = softplus(theta_a)  (input interval / clip),  c = softplus(theta_c)  (output scale)
+//   u = (h + beta) / a,   q = round(L * clamp(u, lo, 1)) / L,   y = c * q + d
+//
+// | kind | beta | lo | L          | d    |
+// | U    | 0    | 0  | 2^b - 1    | 0    |
+// | S, W | 0    | -1 | 2^(b-1) - 1| 0    |
+// | H    | 3/8  | 0  | 2^b - 1    | -3/8 |
+//
+// Gradients (§1.3): STE on round only; the clamp is strict (derivative 1 only for lo < u < 1):
+//   in:    dy/dh = c/a, dy/da = -c*u/a, dy/dc = q;   below/above: dy/dh = dy/da = 0, dy/dc = q.
+// Parameters: "theta_a", "theta_c", shape [1] (or [C,1,...] with per_channel, beyond the paper).
+// Initialisation (§1.6): weights a = c = 0.9*max|W|; activations a = c = P95 of the positive
+// values of the statistic (h for U, |h| for S, h + 3/8 for H), 1e-3 if none, capped at 6 for
+// ReLU6 sites.
+#pragma once
+
+#include "profit/quant/quantizer.h"
+
+namespace profit::quant {
+
+/// The grid constants of one DuQ kind at b bits.
+struct DuqGrid {
+  double beta, lo, levels, d;
+};
+DuqGrid duq_grid(SiteKind kind, int bits);
+
+/// The DuQ function with the exact §1.3 gradients for h, a and c. a and c broadcast against h
+/// (shape [1] or [C,1,...]); their gradients are summed back to their own shapes.
+torch::Tensor duq_quantize(const torch::Tensor& h, const torch::Tensor& a, const torch::Tensor& c,
+                           const DuqGrid& grid);
+
+/// Reference composition of plain autograd ops with the same forward and gradients
+/// (round through a detach STE, strict clamp through hardtanh); used to test duq_quantize.
+torch::Tensor duq_quantize_reference(const torch::Tensor& h, const torch::Tensor& a,
+                                     const torch::Tensor& c, const DuqGrid& grid);
+
+class DuqImpl : public QuantizerImpl {
+ public:
+  explicit DuqImpl(const QuantSpec& spec);
+  void init_from(const torch::Tensor& h) override;
+  torch::Tensor step_size() const override;
+  torch::Tensor a() const { return torch::softplus(theta_a); }
+  torch::Tensor c() const { return torch::softplus(theta_c); }
+  /// Sets a and c directly (through the inverse softplus).
+  void set_interval(double a, double c);
+
+  torch::Tensor theta_a, theta_c;
+
+ protected:
+  torch::Tensor quantize(const torch::Tensor& h) override;
+};
+
+}  // namespace profit::quant

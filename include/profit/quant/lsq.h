@@ -1,0 +1,53 @@
+// LSQ: learned step size quantization (Esser et al., ICLR 2020; baselines.md §3).
+//
+//   v_bar = clip(v / s, -Q_N, Q_P),   v_hat = round(v_bar) * s
+//
+// | range    | Q_N      | Q_P          | used for                         |
+// | unsigned | 0        | 2^b - 1      | U sites (after ReLU)             |
+// | signed   | 2^(b-1)  | 2^(b-1) - 1  | W, S and H sites (H: signed LSQ) |
+//
+// Gradients (§3.2), with the gradient scale g = 1/sqrt(N * Q_P) applied to ds only (§3.3):
+//   below (v/s <= -Q_N): dv = 0, ds = -Q_N;   in: dv = 1, ds = round(v/s) - v/s;
+//   above (v/s >= Q_P):  dv = 0, ds = Q_P.
+// N: elements of the weight tensor (per output filter when per_channel); for activations C*H*W of
+// one sample. Parameter: "scale", shape [1] or [C] (per-channel weights). Init (§3.4):
+// s0 = 2 * mean|v| / sqrt(Q_P). Positivity: the forward uses max(s, 1e-8).
+#pragma once
+
+#include "profit/quant/quantizer.h"
+
+namespace profit::quant {
+
+/// Integer bounds of one LSQ grid: values are clipped to [-qn, qp] in units of s.
+struct LsqBounds {
+  double qn, qp;
+};
+LsqBounds lsq_bounds(SiteKind kind, int bits);
+
+/// LSQ with the exact §3.2 gradients; s broadcasts against v ([1] or [C,1,...]) and its gradient
+/// is summed back to its own shape, then multiplied by grad_scale.
+torch::Tensor lsq_quantize(const torch::Tensor& v, const torch::Tensor& s, const LsqBounds& b,
+                           double grad_scale);
+
+/// The same function as a composition of plain autograd ops (round_ste(clamp(v/s_used)) * s_used
+/// with s_used = s*g + detach(s - s*g)); the reference the fused version is tested against.
+torch::Tensor lsq_quantize_reference(const torch::Tensor& v, const torch::Tensor& s,
+                                     const LsqBounds& b, double grad_scale);
+
+class LsqImpl : public QuantizerImpl {
+ public:
+  static constexpr double kMinScale = 1e-8;
+
+  explicit LsqImpl(const QuantSpec& spec);
+  void init_from(const torch::Tensor& v) override;
+  torch::Tensor step_size() const override { return scale.detach().clamp_min(kMinScale); }
+  /// The gradient scale g = 1/sqrt(N * Q_P) for tensor v (§3.3).
+  double grad_scale(const torch::Tensor& v) const;
+
+  torch::Tensor scale;
+
+ protected:
+  torch::Tensor quantize(const torch::Tensor& v) override;
+};
+
+}  // namespace profit::quant

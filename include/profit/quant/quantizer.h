@@ -1,0 +1,127 @@
+// The common interface of every quantizer, its specification, and the registry by name.
+//
+// A quantizer maps a tensor to its dequantized ("fake-quantized") value y = Q(x) of the same
+// shape, differentiable through custom straight-through rules. It owns its learnable parameters
+// (registered on the module, so they are saved with the model and can be put in their own
+// optimizer group) and a state that schedules drive without knowing the algorithm:
+//
+//   kOff        -> y = act(x)            (full precision; fused activation still applied)
+//   kObserving  -> y = act(x), and every batch is passed to observe(); by default the first
+//                  batch initialises the parameters (init_from), methods with running
+//                  statistics (min-max EMA, FAT's running max, DSQ) override observe()
+//   kQuantizing -> y = Q(act(x))
+//   kFrozen     -> y = Q(act(x)), parameters no longer require gradients
+//
+// Usage:
+//   register_builtin_quantizers();
+//   auto q = make_quantizer(QuantSpec{"duq", 4, SiteKind::kU}.fused(FusedAct::kReLU), "features.1.conv.0.2");
+//   q->set_state(QuantState::kObserving); q->forward(x);   // initialises from this batch
+//   q->set_state(QuantState::kQuantizing); auto y = q->forward(x);
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace profit::quant {
+
+/// Which values the quantized tensor holds (PROFIT spec §1.2 / baselines §0 "sites").
+enum class SiteKind {
+  kU,  // unsigned activation (after ReLU / ReLU6)
+  kS,  // signed activation (linear-bottleneck outputs, SE input)
+  kH,  // h-swish output: [-3/8, inf)
+  kW,  // weight (signed, symmetric)
+};
+
+/// Activation applied before quantizing ("fused" site); kNone = "pure" site.
+enum class FusedAct { kNone, kReLU, kHSwish };
+
+enum class QuantState { kOff, kObserving, kQuantizing, kFrozen };
+
+const char* site_kind_name(SiteKind k);
+const char* state_name(QuantState s);
+
+/// Plain description of one quantizer; turned into a module by make_quantizer().
+struct QuantSpec {
+  QuantSpec(std::string method, int bits, SiteKind kind)
+      : method_(std::move(method)), bits_(bits), kind_(kind) {}
+  TORCH_ARG(std::string, method);
+  TORCH_ARG(int, bits);  // no default on purpose: a forgotten bit width fails loudly
+  TORCH_ARG(SiteKind, kind);
+  TORCH_ARG(FusedAct, fused) = FusedAct::kNone;
+  TORCH_ARG(bool, per_channel) = false;  // weights only: one parameter per output channel (dim 0)
+  TORCH_ARG(int64_t, channels) = 0;      // output channels; required with per_channel
+  /// ReLU6 sites: cap the initial clip at 6 (PROFIT §1.6).
+  TORCH_ARG(bool, relu6_cap) = false;
+};
+
+/// Base class of all quantizers.
+class QuantizerImpl : public torch::nn::Module {
+ public:
+  explicit QuantizerImpl(const QuantSpec& spec) : spec_(spec) {}
+
+  /// y = Q(act(x)) in kQuantizing/kFrozen, act(x) otherwise (after initialising in kObserving).
+  torch::Tensor forward(const torch::Tensor& x);
+
+  /// One-shot initialisation of the parameters from data h (the values after the fused
+  /// activation): each method's own rule. Marks the quantizer initialised.
+  virtual void init_from(const torch::Tensor& h) = 0;
+
+  /// Called with every batch (after the fused activation, without gradient) in kObserving.
+  /// Default: initialise from the first batch only.
+  virtual void observe(const torch::Tensor& h);
+
+  /// Extra loss term of the method (PACT's L2 penalty on alpha); undefined tensor when none.
+  /// The trainer adds the sum over all quantizers to the loss.
+  virtual torch::Tensor regularization() const { return {}; }
+
+  /// Changes the bit width (progressive lowering); parameters are kept.
+  virtual void set_bits(int bits);
+  int bits() const { return spec_.bits(); }
+
+  void set_state(QuantState s);
+  QuantState state() const { return state_; }
+  bool initialized() const { return initialized_; }
+  const QuantSpec& spec() const { return spec_; }
+
+  /// The quantization step of the current grid (per channel when per_channel), for reports.
+  virtual torch::Tensor step_size() const = 0;
+
+ protected:
+  /// Q(h) for the current bit width; h already passed through the fused activation.
+  virtual torch::Tensor quantize(const torch::Tensor& h) = 0;
+  torch::Tensor apply_fused(const torch::Tensor& x) const;
+  /// Shape of one learnable per-tensor/per-channel parameter: [1] or [channels].
+  std::vector<int64_t> param_shape() const;
+  /// Views a [1] or [C] parameter so it broadcasts against x (channels on dim 0).
+  static torch::Tensor broadcastable(const torch::Tensor& p, const torch::Tensor& x);
+
+  QuantSpec spec_;
+  QuantState state_ = QuantState::kOff;
+  bool initialized_ = false;
+};
+TORCH_MODULE(Quantizer);
+
+using QuantizerFactory = std::function<std::shared_ptr<QuantizerImpl>(const QuantSpec&)>;
+
+/// Fills the registry with the built-in quantizers (explicit call; no static registration).
+void register_builtin_quantizers();
+void register_quantizer(const std::string& name, QuantizerFactory factory);
+std::vector<std::string> quantizer_names();
+
+/// Builds the quantizer `spec` describes. Checks the combination (bits range, kind allowed for
+/// the method, per-channel only for weights) and names `where` (a layer name) in the error.
+std::shared_ptr<QuantizerImpl> make_quantizer(const QuantSpec& spec, const std::string& where);
+
+/// h-swish with hardtanh semantics: derivative (2x+3)/6 strictly inside (-3, 3), 0 at <= -3,
+/// 1 at >= 3 (PROFIT spec §1.3).
+torch::Tensor hswish_strict(const torch::Tensor& x);
+
+/// Numerically stable inverse softplus in double: v + log(1 - exp(-v)) (PROFIT §1.5).
+double inverse_softplus(double v);
+
+}  // namespace profit::quant

@@ -1,0 +1,116 @@
+#include "profit/quant/duq.h"
+
+#include <ATen/ExpandUtils.h>
+
+#include <cmath>
+
+namespace profit::quant {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+DuqGrid duq_grid(SiteKind kind, int bits) {
+  TORCH_CHECK(bits >= 2 && bits <= 8, "DuQ bits must be in [2, 8], got ", bits);
+  const double lu = std::ldexp(1.0, bits) - 1.0, ls = std::ldexp(1.0, bits - 1) - 1.0;
+  switch (kind) {
+    case SiteKind::kU: return {0.0, 0.0, lu, 0.0};
+    case SiteKind::kS:
+    case SiteKind::kW: return {0.0, -1.0, ls, 0.0};
+    case SiteKind::kH: return {0.375, 0.0, lu, -0.375};
+  }
+  return {};
+}
+
+namespace {
+
+class DuqFunction : public torch::autograd::Function<DuqFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& h, const torch::Tensor& a,
+                               const torch::Tensor& c, double beta, double lo, double levels,
+                               double d) {
+    auto u = (h + beta) / a;
+    auto q = torch::round(levels * torch::clamp(u, lo, 1.0)) / levels;
+    auto inside = (u > lo).logical_and(u < 1.0);
+    ctx->save_for_backward({u, q, inside, a, c});
+    return c * q + d;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &u = saved[0], &q = saved[1], &inside = saved[2], &a = saved[3], &c = saved[4];
+    const auto& g = grads[0];
+    auto g_in = g * inside;
+    auto grad_h = g_in * (c / a);
+    auto grad_a = at::sum_to(-(g_in * u) * (c / a), a.sizes());
+    auto grad_c = at::sum_to(g * q, c.sizes());
+    return {grad_h, grad_a, grad_c, {}, {}, {}, {}};
+  }
+};
+
+}  // namespace
+
+torch::Tensor duq_quantize(const torch::Tensor& h, const torch::Tensor& a, const torch::Tensor& c,
+                           const DuqGrid& g) {
+  return DuqFunction::apply(h, a, c, g.beta, g.lo, g.levels, g.d);
+}
+
+torch::Tensor duq_quantize_reference(const torch::Tensor& h, const torch::Tensor& a,
+                                     const torch::Tensor& c, const DuqGrid& g) {
+  auto z = g.levels * torch::hardtanh((h + g.beta) / a, g.lo, 1.0);
+  auto rounded = z + (torch::round(z) - z).detach();
+  return c * rounded / g.levels + g.d;
+}
+
+DuqImpl::DuqImpl(const QuantSpec& spec) : QuantizerImpl(spec) {
+  TORCH_CHECK(spec.fused() != FusedAct::kHSwish || spec.kind() == SiteKind::kH,
+              "DuQ: a fused h-swish needs kind H");
+  theta_a = register_parameter("theta_a", torch::full(param_shape(), inverse_softplus(1.0)));
+  theta_c = register_parameter("theta_c", torch::full(param_shape(), inverse_softplus(1.0)));
+}
+
+void DuqImpl::set_interval(double a, double c) {
+  torch::NoGradGuard no_grad;
+  theta_a.fill_(inverse_softplus(a));
+  theta_c.fill_(inverse_softplus(c));
+  initialized_ = true;
+}
+
+void DuqImpl::init_from(const torch::Tensor& h) {
+  torch::NoGradGuard no_grad;
+  if (spec_.kind() == SiteKind::kW) {
+    TORCH_CHECK(!spec_.per_channel() || h.size(0) == spec_.channels(), "DuQ: weight has ",
+                h.size(0), " output channels, quantizer was built for ", spec_.channels());
+    // a = c = 0.9 * max|W| over the tensor (or per output channel).
+    auto w = h.detach().to(torch::kFloat64);
+    torch::Tensor m = spec_.per_channel() ? w.abs().flatten(1).amax(1) : w.abs().max().view({1});
+    m = (0.9 * m).clamp_min(1e-8);
+    auto theta = m + torch::log(-torch::expm1(-m));  // inverse softplus, in double
+    theta_a.set_data(theta.to(theta_a.dtype()).to(theta_a.device()).view(param_shape()));
+    theta_c.set_data(theta_a.detach().clone());
+    initialized_ = true;
+    return;
+  }
+  // Activations: P95 of the strictly positive values of the kind's statistic (§1.6, intended).
+  torch::Tensor stat = h.detach().flatten().to(torch::kFloat64).cpu();
+  if (spec_.kind() == SiteKind::kS) stat = stat.abs();
+  if (spec_.kind() == SiteKind::kH) stat = stat + 0.375;
+  auto pos = std::get<0>(stat.masked_select(stat > 0).sort());
+  double v = 1e-3;
+  if (pos.numel() > 0) v = pos[static_cast<int64_t>(std::floor(0.95 * pos.numel()))].item<double>();
+  if (spec_.relu6_cap()) v = std::min(v, 6.0);
+  const auto dev = theta_a.device();
+  theta_a.set_data(torch::full({1}, inverse_softplus(v), torch::TensorOptions().device(dev)));
+  theta_c.set_data(theta_a.detach().clone());
+  initialized_ = true;
+}
+
+torch::Tensor DuqImpl::quantize(const torch::Tensor& h) {
+  return duq_quantize(h, broadcastable(a(), h), broadcastable(c(), h),
+                      duq_grid(spec_.kind(), spec_.bits()));
+}
+
+torch::Tensor DuqImpl::step_size() const {
+  return c().detach() / duq_grid(spec_.kind(), spec_.bits()).levels;
+}
+
+}  // namespace profit::quant

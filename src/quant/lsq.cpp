@@ -1,0 +1,92 @@
+#include "profit/quant/lsq.h"
+
+#include <ATen/ExpandUtils.h>
+
+#include <cmath>
+
+namespace profit::quant {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+LsqBounds lsq_bounds(SiteKind kind, int bits) {
+  TORCH_CHECK(bits >= 2 && bits <= 8, "LSQ bits must be in [2, 8], got ", bits);
+  if (kind == SiteKind::kU) return {0.0, std::ldexp(1.0, bits) - 1.0};
+  return {std::ldexp(1.0, bits - 1), std::ldexp(1.0, bits - 1) - 1.0};
+}
+
+namespace {
+
+class LsqFunction : public torch::autograd::Function<LsqFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& v, const torch::Tensor& s,
+                               double qn, double qp, double grad_scale) {
+    auto z = v / s;
+    auto r = torch::round(torch::clamp(z, -qn, qp));
+    ctx->save_for_backward({z, r, s});
+    ctx->saved_data["qn"] = qn;
+    ctx->saved_data["qp"] = qp;
+    ctx->saved_data["g"] = grad_scale;
+    return r * s;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &z = saved[0], &r = saved[1], &s = saved[2];
+    const double qn = ctx->saved_data["qn"].toDouble(), qp = ctx->saved_data["qp"].toDouble();
+    const double gs = ctx->saved_data["g"].toDouble();
+    const auto& g = grads[0];
+    auto inside = (z > -qn).logical_and(z < qp);
+    // Outside the range the clipped value r is exactly -Q_N or Q_P: ds = r there.
+    auto ds_elem = torch::where(inside, r - z, r);
+    return {g * inside, at::sum_to(g * ds_elem, s.sizes()) * gs, {}, {}, {}};
+  }
+};
+
+}  // namespace
+
+torch::Tensor lsq_quantize(const torch::Tensor& v, const torch::Tensor& s, const LsqBounds& b,
+                           double grad_scale) {
+  return LsqFunction::apply(v, s, b.qn, b.qp, grad_scale);
+}
+
+torch::Tensor lsq_quantize_reference(const torch::Tensor& v, const torch::Tensor& s,
+                                     const LsqBounds& b, double grad_scale) {
+  auto s_used = s * grad_scale + (s - s * grad_scale).detach();
+  auto z = torch::clamp(v / s_used, -b.qn, b.qp);
+  return (z + (torch::round(z) - z).detach()) * s_used;
+}
+
+LsqImpl::LsqImpl(const QuantSpec& spec) : QuantizerImpl(spec) {
+  TORCH_CHECK(spec.fused() != FusedAct::kHSwish || spec.kind() == SiteKind::kH,
+              "LSQ: a fused h-swish needs kind H");
+  scale = register_parameter("scale", torch::ones(param_shape()));
+}
+
+double LsqImpl::grad_scale(const torch::Tensor& v) const {
+  const double qp = lsq_bounds(spec_.kind(), spec_.bits()).qp;
+  double n;
+  if (spec_.kind() == SiteKind::kW) {
+    n = static_cast<double>(spec_.per_channel() ? v.numel() / v.size(0) : v.numel());
+  } else {
+    n = static_cast<double>(v.dim() > 1 ? v.numel() / v.size(0) : v.numel());  // per sample
+  }
+  return 1.0 / std::sqrt(n * qp);
+}
+
+void LsqImpl::init_from(const torch::Tensor& v) {
+  torch::NoGradGuard no_grad;
+  const double qp = lsq_bounds(spec_.kind(), spec_.bits()).qp;
+  torch::Tensor m = spec_.per_channel() ? v.abs().flatten(1).mean(1) : v.abs().mean().view({1});
+  TORCH_CHECK(!spec_.per_channel() || v.size(0) == spec_.channels(), "LSQ: tensor has ", v.size(0),
+              " channels, quantizer was built for ", spec_.channels());
+  scale.set_data((2.0 * m / std::sqrt(qp)).clamp_min(kMinScale).to(scale.dtype()).view(param_shape()));
+  initialized_ = true;
+}
+
+torch::Tensor LsqImpl::quantize(const torch::Tensor& v) {
+  auto s = broadcastable(scale.clamp_min(kMinScale), v);
+  return lsq_quantize(v, s, lsq_bounds(spec_.kind(), spec_.bits()), grad_scale(v));
+}
+
+}  // namespace profit::quant

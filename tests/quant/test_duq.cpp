@@ -1,0 +1,193 @@
+#include <cmath>
+
+#include "helpers.h"
+#include "profit/quant/duq.h"
+
+namespace profit::quant {
+namespace {
+
+struct Worked {
+  const char* name;
+  SiteKind kind;
+  FusedAct fused;
+  double x, y, dx, da, dc;
+};
+
+// profit.md §1.4: b = 4, a = 2, c = 3.
+const Worked kWorked[] = {
+    {"U_pure_in", SiteKind::kU, FusedAct::kNone, 0.7, 1.0, 1.5, -0.525, 1.0 / 3.0},
+    {"U_pure_above", SiteKind::kU, FusedAct::kNone, 2.5, 3.0, 0.0, 0.0, 1.0},
+    {"U_relu_below", SiteKind::kU, FusedAct::kReLU, -0.4, 0.0, 0.0, 0.0, 0.0},
+    {"S_in", SiteKind::kS, FusedAct::kNone, 0.7, 6.0 / 7.0, 1.5, -0.525, 2.0 / 7.0},
+    {"S_below", SiteKind::kS, FusedAct::kNone, -2.6, -3.0, 0.0, 0.0, -1.0},
+    {"W_in", SiteKind::kW, FusedAct::kNone, 0.7, 6.0 / 7.0, 1.5, -0.525, 2.0 / 7.0},
+    {"W_above", SiteKind::kW, FusedAct::kNone, 2.6, 3.0, 0.0, 0.0, 1.0},
+    {"H_pure_in", SiteKind::kH, FusedAct::kNone, 0.7, 1.225, 1.5, -0.80625, 8.0 / 15.0},
+    {"H_fused_in", SiteKind::kH, FusedAct::kHSwish, 1.0, 1.225, 1.25, -0.78125, 8.0 / 15.0},
+    // hswish(-4) = 0 -> u = 0.1875 is inside: a learns, but h-swish is flat there (dx = 0).
+    {"H_fused_flat", SiteKind::kH, FusedAct::kHSwish, -4.0, 0.225, 0.0, -0.28125, 0.2},
+};
+
+class DuqWorked : public ::testing::TestWithParam<Worked> {};
+
+// Through the module: gradients reach theta via softplus: d/dtheta = d/d(value) * (1 - e^-value).
+TEST_P(DuqWorked, ValueAndGradientsAreExact) {
+  const auto& w = GetParam();
+  DuqImpl q(QuantSpec("duq", 4, w.kind).fused(w.fused));
+  q.to(torch::kFloat64);
+  q.set_interval(2.0, 3.0);
+  q.set_state(QuantState::kQuantizing);
+  auto x = torch::tensor({w.x}, torch::kFloat64).requires_grad_();
+  auto y = q.forward(x);
+  y.sum().backward();
+  EXPECT_NEAR(y.item<double>(), w.y, 1e-9) << w.name;
+  EXPECT_NEAR(x.grad().item<double>(), w.dx, 1e-9) << w.name;
+  EXPECT_NEAR(q.theta_a.grad().item<double>(), w.da * (1 - std::exp(-2.0)), 1e-9) << w.name;
+  EXPECT_NEAR(q.theta_c.grad().item<double>(), w.dc * (1 - std::exp(-3.0)), 1e-9) << w.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Spec, DuqWorked, ::testing::ValuesIn(kWorked),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Duq, ThetaOfTwoIsTheSpecValue) {
+  EXPECT_NEAR(inverse_softplus(2.0), 1.854587, 1e-6);
+  EXPECT_NEAR(inverse_softplus(50.0), 50.0, 1e-12);  // stable for large v
+}
+
+// The clamp is strict: exactly at u = 1 or u = lo there is no gradient for h and a (§1.3, D11).
+TEST(Duq, BoundsAreStrict) {
+  for (auto [kind, h] : {std::pair{SiteKind::kU, 2.0}, std::pair{SiteKind::kS, -2.0},
+                         std::pair{SiteKind::kU, 0.0}}) {
+    auto x = torch::tensor({h}, torch::kFloat64).requires_grad_();
+    auto a = torch::tensor({2.0}, torch::kFloat64).requires_grad_();
+    auto c = torch::tensor({3.0}, torch::kFloat64).requires_grad_();
+    duq_quantize(x, a, c, duq_grid(kind, 4)).sum().backward();
+    EXPECT_EQ(x.grad().item<double>(), 0.0);
+    EXPECT_EQ(a.grad().item<double>(), 0.0);
+    EXPECT_EQ(c.grad().item<double>(), h / 2.0);  // q = u = +-1 or 0
+  }
+}
+
+// Finite differences: y is linear in c (real forward); a and h against the rounding-free surrogate.
+TEST(Duq, FiniteDifferencesAtInRangePoints) {
+  const double eps = 1e-6;
+  for (SiteKind kind : {SiteKind::kU, SiteKind::kS, SiteKind::kH}) {
+    const auto g = duq_grid(kind, 3);
+    for (double h : {0.31, 0.77, 1.13}) {
+      auto x = torch::tensor({h}, torch::kFloat64).requires_grad_();
+      auto a = torch::tensor({1.7}, torch::kFloat64).requires_grad_();
+      auto c = torch::tensor({1.3}, torch::kFloat64).requires_grad_();
+      duq_quantize(x, a, c, g).sum().backward();
+      auto real = [&](double hh, double aa, double cc) {
+        return duq_quantize(torch::tensor({hh}, torch::kFloat64), torch::tensor({aa}, torch::kFloat64),
+                            torch::tensor({cc}, torch::kFloat64), g)
+            .item<double>();
+      };
+      auto surrogate = [&](double hh, double aa, double cc) {
+        return cc * std::clamp((hh + g.beta) / aa, g.lo, 1.0) + g.d;
+      };
+      EXPECT_NEAR(c.grad().item<double>(), (real(h, 1.7, 1.3 + eps) - real(h, 1.7, 1.3 - eps)) / (2 * eps), 1e-6);
+      EXPECT_NEAR(a.grad().item<double>(),
+                  (surrogate(h, 1.7 + eps, 1.3) - surrogate(h, 1.7 - eps, 1.3)) / (2 * eps), 1e-6);
+      EXPECT_NEAR(x.grad().item<double>(),
+                  (surrogate(h + eps, 1.7, 1.3) - surrogate(h - eps, 1.7, 1.3)) / (2 * eps), 1e-6);
+    }
+  }
+}
+
+// The custom Function equals the plain autograd composition on random tensors of odd sizes.
+TEST(Duq, MatchesReferenceComposition) {
+  torch::manual_seed(11);
+  for (int64_t ch : {1, 3, 7, 17}) {
+    for (SiteKind kind : {SiteKind::kU, SiteKind::kS, SiteKind::kW, SiteKind::kH}) {
+      for (bool per_channel : {false, true}) {
+        auto x0 = torch::randn({ch, 5, 3, 3}, torch::kFloat64) * 1.5;
+        auto pa = (torch::rand({per_channel ? ch : 1}, torch::kFloat64) + 0.5);
+        auto pc = (torch::rand({per_channel ? ch : 1}, torch::kFloat64) + 0.5);
+        auto up = torch::randn_like(x0);
+        std::vector<torch::Tensor> grads[2];
+        torch::Tensor outs[2];
+        for (int ref = 0; ref < 2; ++ref) {
+          auto x = x0.clone().requires_grad_();
+          auto a = pa.clone().requires_grad_(), c = pc.clone().requires_grad_();
+          auto shape = std::vector<int64_t>{per_channel ? ch : 1, 1, 1, 1};
+          auto fn = ref ? duq_quantize_reference : duq_quantize;
+          outs[ref] = fn(x, a.view(shape), c.view(shape), duq_grid(kind, 3));
+          (outs[ref] * up).sum().backward();
+          grads[ref] = {x.grad(), a.grad(), c.grad()};
+        }
+        EXPECT_TRUE(torch::allclose(outs[0], outs[1], 1e-12, 1e-12));
+        for (int i = 0; i < 3; ++i) EXPECT_TRUE(torch::allclose(grads[0][i], grads[1][i], 1e-10, 1e-12)) << i;
+      }
+    }
+  }
+}
+
+TEST(Duq, OutputsLieOnTheGrid) {
+  auto x = torch::linspace(-5, 5, 1001);
+  for (SiteKind kind : {SiteKind::kU, SiteKind::kS, SiteKind::kH}) {
+    DuqImpl q(QuantSpec("duq", 3, kind));
+    q.set_interval(2.0, 2.0);
+    q.set_state(QuantState::kQuantizing);
+    auto y = q.forward(x).detach();
+    auto g = duq_grid(kind, 3);
+    auto k = (y - g.d) * g.levels / 2.0;
+    EXPECT_TRUE(torch::allclose(k, k.round(), 1e-5, 1e-5));
+    EXPECT_EQ(std::get<0>(at::_unique(y)).numel(), kind == SiteKind::kS ? 7 : 8);
+    if (kind == SiteKind::kH) EXPECT_FLOAT_EQ(y.min().item<float>(), -0.375f);  // pad level
+  }
+}
+
+TEST(Duq, WeightInitIsNineTenthsOfMax) {
+  DuqImpl q(QuantSpec("duq", 4, SiteKind::kW));
+  q.init_from(torch::tensor({{0.1, -2.0}, {0.5, 1.0}}));
+  EXPECT_NEAR(q.a().item<double>(), 1.8, 1e-5);
+  EXPECT_NEAR(q.c().item<double>(), 1.8, 1e-5);
+  DuqImpl pc(QuantSpec("duq", 4, SiteKind::kW).per_channel(true).channels(2));
+  pc.init_from(torch::tensor({{0.1, -2.0}, {0.5, 1.0}}));
+  EXPECT_TRUE(torch::allclose(pc.a(), torch::tensor({1.8f, 0.9f}), 1e-5, 1e-5));
+}
+
+TEST(Duq, ActivationInitUsesP95OfTheKindStatistic) {
+  auto v = torch::arange(1, 101, torch::kFloat32);  // 1..100
+  DuqImpl u(QuantSpec("duq", 4, SiteKind::kU));
+  u.init_from(torch::cat({-v, v}));  // negatives ignored; index floor(0.95*100) = 95 -> 96
+  EXPECT_NEAR(u.a().item<double>(), 96.0, 1e-3);
+  DuqImpl s(QuantSpec("duq", 4, SiteKind::kS));
+  s.init_from(torch::cat({-v, v}));  // |h|: 200 values, index 190 -> 96
+  EXPECT_NEAR(s.a().item<double>(), 96.0, 1e-3);
+  DuqImpl h(QuantSpec("duq", 4, SiteKind::kH));
+  h.init_from(v);  // h + 3/8
+  EXPECT_NEAR(h.a().item<double>(), 96.375, 1e-3);
+  DuqImpl none(QuantSpec("duq", 4, SiteKind::kU));
+  none.init_from(-v);
+  EXPECT_NEAR(none.a().item<double>(), 1e-3, 1e-7);
+  DuqImpl capped(QuantSpec("duq", 4, SiteKind::kU).relu6_cap(true));
+  capped.init_from(v);
+  EXPECT_NEAR(capped.a().item<double>(), 6.0, 1e-5);
+}
+
+TEST(Quantizer, StatesAndRegistry) {
+  register_builtin_quantizers();
+  auto q = make_quantizer(QuantSpec("duq", 4, SiteKind::kU).fused(FusedAct::kReLU), "layer.x");
+  auto x = torch::tensor({-1.0f, 0.3f, 9.0f});
+  EXPECT_TRUE(torch::equal(q->forward(x), torch::relu(x)));  // off: FP activation
+  q->set_state(QuantState::kQuantizing);
+  EXPECT_ERROR_CONTAINS(q->forward(x), "before initialisation");
+  q->set_state(QuantState::kObserving);
+  EXPECT_TRUE(torch::equal(q->forward(x), torch::relu(x)));
+  EXPECT_TRUE(q->initialized());
+  q->set_state(QuantState::kFrozen);
+  for (auto& p : q->parameters()) EXPECT_FALSE(p.requires_grad());
+  EXPECT_ERROR_CONTAINS(make_quantizer(QuantSpec("pactt", 4, SiteKind::kU), "features.3"),
+                        "features.3: unknown quantizer 'pactt'");
+  EXPECT_ERROR_CONTAINS(make_quantizer(QuantSpec("duq", 1, SiteKind::kW), "features.3.conv.0.0"),
+                        "features.3.conv.0.0: duq bits must be in [2, 8], got 1");
+  EXPECT_ERROR_CONTAINS(make_quantizer(QuantSpec("duq", 4, SiteKind::kU).per_channel(true).channels(3), "f.1"),
+                        "f.1: per-channel quantization is for weights only");
+  EXPECT_ERROR_CONTAINS(make_quantizer(QuantSpec("duq", 4, SiteKind::kU).fused(FusedAct::kHSwish), "f.2"),
+                        "f.2: DuQ: a fused h-swish needs kind H");
+}
+
+}  // namespace
+}  // namespace profit::quant

@@ -1,0 +1,86 @@
+#include <cmath>
+
+#include "helpers.h"
+#include "profit/quant/lsq.h"
+
+namespace profit::quant {
+namespace {
+
+// baselines.md §3 worked values: signed, b = 4 (Q_N = 8, Q_P = 7), s = 0.1.
+TEST(Lsq, WorkedValues) {
+  struct Case {
+    double v, y, dv, ds;
+  };
+  const double g = 0.25;  // an arbitrary gradient scale, applied to ds only
+  for (const Case& c : {Case{0.234, 0.2, 1.0, -0.34}, Case{0.9, 0.7, 0.0, 7.0},
+                        Case{-1.0, -0.8, 0.0, -8.0}}) {
+    auto v = torch::tensor({c.v}, torch::kFloat64).requires_grad_();
+    auto s = torch::tensor({0.1}, torch::kFloat64).requires_grad_();
+    auto y = lsq_quantize(v, s, lsq_bounds(SiteKind::kW, 4), g);
+    y.sum().backward();
+    EXPECT_NEAR(y.item<double>(), c.y, 1e-12);
+    EXPECT_EQ(v.grad().item<double>(), c.dv);
+    EXPECT_NEAR(s.grad().item<double>(), c.ds * g, 1e-12);
+  }
+  EXPECT_EQ(lsq_bounds(SiteKind::kU, 3).qn, 0.0);
+  EXPECT_EQ(lsq_bounds(SiteKind::kU, 3).qp, 7.0);
+  EXPECT_EQ(lsq_bounds(SiteKind::kS, 3).qn, 4.0);
+}
+
+TEST(Lsq, MatchesReferenceComposition) {
+  torch::manual_seed(5);
+  for (int64_t ch : {1, 3, 7, 17}) {
+    for (SiteKind kind : {SiteKind::kU, SiteKind::kW}) {
+      auto v0 = torch::randn({ch, 4, 3}, torch::kFloat64);
+      auto s0 = torch::rand({ch, 1, 1}, torch::kFloat64) * 0.3 + 0.05;
+      auto up = torch::randn_like(v0);
+      torch::Tensor out[2], gv[2], gs[2];
+      for (int ref = 0; ref < 2; ++ref) {
+        auto v = v0.clone().requires_grad_(), s = s0.clone().requires_grad_();
+        out[ref] = (ref ? lsq_quantize_reference : lsq_quantize)(v, s, lsq_bounds(kind, 3), 0.3);
+        (out[ref] * up).sum().backward();
+        gv[ref] = v.grad();
+        gs[ref] = s.grad();
+      }
+      EXPECT_TRUE(torch::allclose(out[0], out[1], 1e-12, 1e-12));
+      EXPECT_TRUE(torch::allclose(gv[0], gv[1], 1e-12, 1e-12));
+      EXPECT_TRUE(torch::allclose(gs[0], gs[1], 1e-10, 1e-12));
+    }
+  }
+}
+
+TEST(Lsq, InitAndGradientScalePerChannel) {
+  LsqImpl q(QuantSpec("lsq", 4, SiteKind::kW).per_channel(true).channels(2));
+  auto w = torch::tensor({{0.7, -0.1, 0.4}, {2.0, 1.0, -3.0}}, torch::kFloat64);
+  q.to(torch::kFloat64);
+  q.init_from(w);
+  // s0 = 2 mean|w| / sqrt(Q_P) per channel.
+  EXPECT_NEAR(q.scale[0].item<double>(), 2 * 0.4 / std::sqrt(7.0), 1e-12);
+  EXPECT_NEAR(q.scale[1].item<double>(), 2 * 2.0 / std::sqrt(7.0), 1e-12);
+  // g uses the per-filter element count (3), not the tensor's (6).
+  EXPECT_NEAR(q.grad_scale(w), 1 / std::sqrt(3 * 7.0), 1e-15);
+  q.set_state(QuantState::kQuantizing);
+  auto y = q.forward(w);
+  // Each channel's scale gradient sums over that channel only: zero upstream on channel 1.
+  (y * torch::tensor({{1.0}, {0.0}}, torch::kFloat64)).sum().backward();
+  EXPECT_NE(q.scale.grad()[0].item<double>(), 0.0);
+  EXPECT_EQ(q.scale.grad()[1].item<double>(), 0.0);
+}
+
+TEST(Lsq, ScaleStaysPositive) {
+  LsqImpl q(QuantSpec("lsq", 4, SiteKind::kS));
+  q.init_from(torch::ones({2, 3}));
+  {
+    torch::NoGradGuard g;
+    q.scale.fill_(-1.0);  // e.g. after a bad optimizer step
+  }
+  q.set_state(QuantState::kQuantizing);
+  auto x = torch::randn({2, 3}).requires_grad_();
+  auto y = q.forward(x);
+  EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
+  y.sum().backward();
+  EXPECT_EQ(q.scale.grad().item<float>(), 0.0f);  // no gradient below the 1e-8 floor
+}
+
+}  // namespace
+}  // namespace profit::quant
