@@ -2,6 +2,8 @@
 """Writes a generated section of docs/results.md from a run's summary JSON.
 
 Usage: write_results.py fp SUMMARY_JSON RECIPE COMMAND
+       write_results.py ptq COMMAND PTQ_JSON...
+       write_results.py fat COMMAND FAT_SUMMARY_JSON...
 
 Sections are delimited by <!-- NAME:begin --> / <!-- NAME:end --> markers, so re-running a script
 replaces only its own section. Numbers come only from the summary file: nothing is typed by hand.
@@ -72,7 +74,73 @@ def fp_section(summary_path, recipe, command):
     replace_section("fp-reference", "\n".join(rows))
 
 
+def ptq_section(command, paths):
+    runs = [json.load(open(p)) for p in paths]
+    fp = runs[0]["fp"]
+    rows = [
+        "## Post-training quantization (calibration only): reference MobileNetV2, Fashion-MNIST",
+        "",
+        f"Command: `{command}`. Each quantizer is calibrated on {runs[0]['calib_images']} training "
+        "images (evaluation transform, seed 1) and evaluated on the 10,000 test images; no "
+        "training. Per-tensor weights; 'weights' names the weight quantizer (PACT pairs with "
+        "SAWB). Size counts quantized weights at their bit width and everything else at 32 "
+        "bits; BOPS = MACs x weight bits x input bits per layer (image input 8 bit).",
+        "",
+        f"Full precision: top-1 {fp['top1']:.2f} %, top-5 {fp['top5']:.2f} %, "
+        f"size {runs[0]['fp_cost']['size_bits'] / 8 / 1048576:.3f} MiB, "
+        f"{runs[0]['fp_cost']['bops'] / 1e9:.2f} GBOPS.",
+        "",
+        "| method | weights | W/A bits | top-1 | drop vs FP (pt) | size MiB | GBOPS |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        q = r["quantized"]
+        rows.append(
+            f"| {r['method']} | {r['weight_method']} | W{r['weight_bits']}A{r['act_bits']} | "
+            f"{q['top1']:.2f} | {fp['top1'] - q['top1']:.2f} | "
+            f"{r['cost']['size_bits'] / 8 / 1048576:.3f} | {r['cost']['bops'] / 1e9:.3f} |"
+        )
+    rows += ["", f"Machine: {machine()}."]
+    replace_section("ptq", "\n".join(rows))
+
+
+def fat_section(command, paths):
+    runs = [json.load(open(p)) for p in paths]
+    fp = runs[0]["fp"]
+    c0 = runs[0]["config"]
+    rows = [
+        "## FAT: threshold-only training of the reference MobileNetV2, Fashion-MNIST",
+        "",
+        f"Command: `{command}` (recipe `recipes/fat_mobilenet_v2_fashion_mnist.yaml`). BN folded; "
+        f"thresholds calibrated on {runs[0]['calib_images']} training images; then "
+        f"{c0['train']['epochs']} epochs of Adam on the bounded scales only (every weight frozen) "
+        f"with the RMSE between student and FP logits on {runs[0]['train_images']} unlabeled "
+        f"training images; the scales with the lowest loss on {runs[0]['holdout_images']} held-out "
+        "images are kept (the test set is never used for selection). Activations per tensor.",
+        "",
+        f"FP (BN folded): top-1 {fp['top1']:.2f} %.",
+        "",
+        "| W/A bits | weights | rescaled | calibrated top-1 | after training top-1 | drop vs FP (pt) | train time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        f = r["config"]["fat"]
+        gran = ("per-filter " if f["per_filter"] else "per-tensor ") + f["weight_form"]
+        rows.append(
+            f"| W{f['w_bits']}A{f['a_bits']} | {gran} | {'yes' if r['rescaled'] else 'no'} | "
+            f"{r['before']['top1']:.2f} | {r['after']['top1']:.2f} | "
+            f"{fp['top1'] - r['after']['top1']:.2f} | {r['train_seconds'] / 60:.1f} min |"
+        )
+    rows += ["", f"Machine: {machine()}."]
+    replace_section("fat", "\n".join(rows))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 5 or sys.argv[1] != "fp":
+    if len(sys.argv) == 5 and sys.argv[1] == "fp":
+        fp_section(*sys.argv[2:])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "ptq":
+        ptq_section(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "fat":
+        fat_section(sys.argv[2], sys.argv[3:])
+    else:
         sys.exit(__doc__)
-    fp_section(*sys.argv[2:])

@@ -1,5 +1,7 @@
 #include "profit/nn/layers.h"
 
+#include "profit/quant/quantizer.h"
+
 namespace profit::nn {
 
 namespace F = torch::nn::functional;
@@ -58,10 +60,64 @@ torch::Tensor ConvImpl::conv_with(const torch::Tensor& x, const torch::Tensor& w
   return F::detail::conv2d(padded, w, bias, options.stride(), 0, 1, options.groups());
 }
 
+CostRecorder*& cost_recorder() {
+  thread_local CostRecorder* recorder = nullptr;
+  return recorder;
+}
+
+namespace {
+
+// Whether q's bits count for the cost report: it quantizes now (or the recorder is nominal).
+bool quantizing(const QuantizerPtr& q) {
+  if (!q) return false;
+  if (auto* r = cost_recorder(); r && r->nominal) return true;
+  return q->state() == quant::QuantState::kQuantizing || q->state() == quant::QuantState::kFrozen;
+}
+
+void record(const std::string& name, const torch::Tensor& w, const torch::Tensor& y,
+            int64_t macs_per_output, const QuantizerPtr& wq, bool depthwise, bool linear) {
+  auto* r = cost_recorder();
+  if (r == nullptr) return;
+  LayerRecord rec;
+  rec.name = name;
+  rec.depthwise = depthwise;
+  rec.linear = linear;
+  rec.macs = (y.numel() / y.size(0)) * macs_per_output;  // per image
+  rec.weight_numel = w.numel();
+  rec.weight_bits = quantizing(wq) ? wq->bits() : 32;
+  rec.input_bits = r->current_bits;
+  r->layers.push_back(rec);
+}
+
+}  // namespace
+
+void ConvImpl::set_weight_quant(QuantizerPtr q) {
+  TORCH_CHECK(q, "conv ", name, ": empty weight_quant");
+  weight_quant =
+      weight_quant ? replace_module("weight_quant", q) : register_module("weight_quant", q);
+}
+void ConvImpl::set_input_quant(QuantizerPtr q) {
+  TORCH_CHECK(q, "conv ", name, ": empty input_quant");
+  input_quant = input_quant ? replace_module("input_quant", q) : register_module("input_quant", q);
+}
+
+torch::Tensor ConvImpl::effective_weight() {
+  return weight_quant ? weight_quant->forward(weight) : weight;
+}
+
 torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
-  TORCH_CHECK(x.dim() == 4 && x.size(1) == options.in(), "conv expects [N,", options.in(),
-              ",H,W] input, got ", x.sizes());
-  return conv_with(x, weight);
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == options.in(), "conv ", name, " expects [N,",
+              options.in(), ",H,W] input, got ", x.sizes());
+  torch::Tensor in = x;
+  if (input_quant) {
+    in = input_quant->forward(x);
+    if (auto* r = cost_recorder())
+      r->current_bits = quantizing(input_quant) ? input_quant->bits() : 32;
+  }
+  auto w = effective_weight();
+  auto y = conv_with(in, w);
+  record(name, w, y, w.size(1) * w.size(2) * w.size(3), weight_quant, is_depthwise(), false);
+  return y;
 }
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) : in(in), out(out) {
@@ -70,9 +126,43 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) : in(in), out(ou
   if (with_bias) bias = register_parameter("bias", torch::zeros({out}));
 }
 
+void LinearImpl::set_weight_quant(QuantizerPtr q) {
+  TORCH_CHECK(q, "linear ", name, ": empty weight_quant");
+  weight_quant =
+      weight_quant ? replace_module("weight_quant", q) : register_module("weight_quant", q);
+}
+
+void LinearImpl::set_output_quant(QuantizerPtr q) {
+  TORCH_CHECK(q, "linear ", name, ": empty output_quant");
+  output_quant =
+      output_quant ? replace_module("output_quant", q) : register_module("output_quant", q);
+}
+
+torch::Tensor LinearImpl::effective_weight() {
+  return weight_quant ? weight_quant->forward(weight) : weight;
+}
+
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  TORCH_CHECK(x.size(-1) == in, "linear expects last dim ", in, ", got ", x.sizes());
-  return F::linear(x, weight, bias);
+  TORCH_CHECK(x.size(-1) == in, "linear ", name, " expects last dim ", in, ", got ", x.sizes());
+  auto w = effective_weight();
+  auto y = F::linear(x, w, bias);
+  record(name, w, y.reshape({-1, out}), in, weight_quant, false, true);
+  return output_quant ? output_quant->forward(y) : y;
+}
+
+void ActSiteImpl::set_quant(QuantizerPtr q, bool fuses_act) {
+  TORCH_CHECK(q, "activation site: empty quantizer");
+  quant = quant ? replace_module("quant", q) : register_module("quant", q);
+  quant_fuses_act = fuses_act;
+}
+
+torch::Tensor ActSiteImpl::forward(const torch::Tensor& x) {
+  auto h = quant_fuses_act ? x : apply_act(x, act);
+  if (quant) h = quant->forward(h);
+  if (auto* r = cost_recorder()) {
+    if (quant || act != Act::kIdentity) r->current_bits = quantizing(quant) ? quant->bits() : 32;
+  }
+  return h;
 }
 
 ConvBNActImpl::ConvBNActImpl(Conv c, torch::nn::BatchNorm2d b, ActSite a)
@@ -86,6 +176,7 @@ torch::Tensor ConvBNActImpl::forward_pre_act(const torch::Tensor& x) {
 
 torch::Tensor ConvBNActImpl::forward(const torch::Tensor& x) {
   auto y = forward_pre_act(x);
+  if (pre_act_probe) pre_act_probe(y);
   return act ? act(y) : y;
 }
 

@@ -24,8 +24,10 @@ class InvertedResidualImpl : public torch::nn::Module {
     if (stride == 1 && in == out) add = register_module("add", f.residual_add());
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    auto y = conv->forward(input_site ? input_site(x) : x);
-    return add ? add(x, y) : y;
+    auto xq = input_site ? input_site(x) : x;
+    auto y = conv->forward(xq);
+    if (!add) return y;
+    return add(add->precision_highway ? x : xq, y);
   }
   ResidualAdd add{nullptr};
   ActSite input_site{nullptr};

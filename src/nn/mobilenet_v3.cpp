@@ -67,7 +67,8 @@ class V3BlockImpl : public torch::nn::Module {
     if (b.stride == 1 && b.in == b.out) add = register_module("add", f.residual_add());
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    auto y = input_site ? input_site(x) : x;
+    auto xq = input_site ? input_site(x) : x;
+    auto y = xq;
     if (expand) y = expand(y);
     if (se && pre_act_se) {
       y = se(dw->forward_pre_act(y));
@@ -77,7 +78,8 @@ class V3BlockImpl : public torch::nn::Module {
       if (se) y = se(y);
     }
     y = project(y);
-    return add ? add(x, y) : y;
+    if (!add) return y;
+    return add(add->precision_highway ? x : xq, y);
   }
   bool pre_act_se;
   ActSite input_site{nullptr};

@@ -7,20 +7,28 @@ namespace profit::quant {
 
 const char* site_kind_name(SiteKind k) {
   switch (k) {
-    case SiteKind::kU: return "U";
-    case SiteKind::kS: return "S";
-    case SiteKind::kH: return "H";
-    case SiteKind::kW: return "W";
+    case SiteKind::kU:
+      return "U";
+    case SiteKind::kS:
+      return "S";
+    case SiteKind::kH:
+      return "H";
+    case SiteKind::kW:
+      return "W";
   }
   return "?";
 }
 
 const char* state_name(QuantState s) {
   switch (s) {
-    case QuantState::kOff: return "off";
-    case QuantState::kObserving: return "observing";
-    case QuantState::kQuantizing: return "quantizing";
-    case QuantState::kFrozen: return "frozen";
+    case QuantState::kOff:
+      return "off";
+    case QuantState::kObserving:
+      return "observing";
+    case QuantState::kQuantizing:
+      return "quantizing";
+    case QuantState::kFrozen:
+      return "frozen";
   }
   return "?";
 }
@@ -36,9 +44,12 @@ double inverse_softplus(double v) {
 
 torch::Tensor QuantizerImpl::apply_fused(const torch::Tensor& x) const {
   switch (spec_.fused()) {
-    case FusedAct::kNone: return x;
-    case FusedAct::kReLU: return torch::relu(x);
-    case FusedAct::kHSwish: return hswish_strict(x);
+    case FusedAct::kNone:
+      return x;
+    case FusedAct::kReLU:
+      return torch::relu(x);
+    case FusedAct::kHSwish:
+      return hswish_strict(x);
   }
   return x;
 }
@@ -58,18 +69,42 @@ torch::Tensor QuantizerImpl::broadcastable(const torch::Tensor& p, const torch::
   return p.view(shape);
 }
 
+QuantizerImpl::QuantizerImpl(const QuantSpec& spec) : spec_(spec) {
+  initialized_flag_ = register_buffer("initialized", torch::zeros({1}, torch::kUInt8));
+}
+
+bool QuantizerImpl::initialized() const {
+  return initialized_ || initialized_flag_.item<uint8_t>() != 0;
+}
+
+// Keeps the saved flag and the member in step: init_from sets the member, a loaded checkpoint
+// sets the buffer. Reads the buffer (a device sync) only until the quantizer is initialised.
+void QuantizerImpl::sync_initialized_flag() {
+  if (!initialized_) {
+    initialized_ = initialized_flag_.item<uint8_t>() != 0;
+    flag_written_ = initialized_;
+  } else if (!flag_written_) {
+    initialized_flag_.fill_(1);
+    flag_written_ = true;
+  }
+}
+
 torch::Tensor QuantizerImpl::forward(const torch::Tensor& x) {
+  sync_initialized_flag();
   auto h = apply_fused(x);
   switch (state_) {
-    case QuantState::kOff: return h;
+    case QuantState::kOff:
+      return h;
     case QuantState::kObserving: {
       torch::NoGradGuard no_grad;
       observe(h.detach());
+      sync_initialized_flag();
       return h;
     }
     case QuantState::kQuantizing:
     case QuantState::kFrozen:
-      TORCH_CHECK(initialized_, "quantizer (", spec_.method(), ", kind ", site_kind_name(spec_.kind()),
+      TORCH_CHECK(initialized(), "quantizer (", spec_.method(), ", kind ",
+                  site_kind_name(spec_.kind()),
                   ") used before initialisation: run an observing pass first");
       return quantize(h);
   }
@@ -80,6 +115,13 @@ void QuantizerImpl::observe(const torch::Tensor& h) {
   if (initialized_) return;
   init_from(h);
   initialized_ = true;
+}
+
+void QuantizerImpl::mark_uninitialized() {
+  initialized_ = false;
+  flag_written_ = false;
+  torch::NoGradGuard no_grad;
+  initialized_flag_.zero_();
 }
 
 void QuantizerImpl::set_bits(int bits) {

@@ -70,6 +70,25 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
   fn({"train", "stop_after", "stop-after", "checkpoint and stop after this global step (0: never)"},
      &c.stop_after);
   fn({"train", "log_every", "log-every", "steps between JSONL step records"}, &c.log_every);
+  auto& q = c.fat;
+  fn({"fat", "w_bits", "fat-w-bits", "FAT: weight bits"}, &q.w_bits);
+  fn({"fat", "a_bits", "fat-a-bits", "FAT: activation bits"}, &q.a_bits);
+  fn({"fat", "per_filter", "fat-per-filter", "FAT: per-filter weight thresholds"}, &q.per_filter);
+  fn({"fat", "weight_form", "fat-weight-form", "FAT: symmetric | asymmetric weight thresholds"},
+     &q.weight_form);
+  fn({"fat", "rescale", "fat-rescale", "FAT: depthwise->pointwise rescaling auto | on | off"},
+     &q.rescale);
+  fn({"fat", "calib_images", "fat-calib-images", "FAT: calibration images"}, &q.calib_images);
+  fn({"fat", "fraction", "fat-fraction", "FAT: unlabeled training fraction"}, &q.fraction);
+  fn({"fat", "holdout", "fat-holdout", "FAT: part of the subset held out for model selection"},
+     &q.holdout);
+  fn({"fat", "lr_decay", "fat-lr-decay", "FAT: lambda of lr0 exp(-lambda t)|cos(pi d/4K)|"},
+     &q.lr_decay);
+  fn({"fat", "reset_steps", "fat-reset-steps", "FAT: K, steps between Adam resets"},
+     &q.reset_steps);
+  fn({"fat", "loss", "fat-loss", "FAT: rmse | charbonnier"}, &q.loss);
+  fn({"fat", "width_max", "fat-width-max", "FAT: upper clip of the width scale (1.0 or 1.3)"},
+     &q.width_max);
   fn({"train", "progress", "progress", "show a progress bar"}, &c.progress);
 }
 
@@ -85,8 +104,8 @@ void apply_yaml(TrainConfig& cfg, const std::string& path) {
   TORCH_CHECK(root.IsMap(), path, ": top level must be a map of sections (model, data, train)");
   for (const auto& sec : root) {
     const auto section = sec.first.as<std::string>();
-    TORCH_CHECK(section == "model" || section == "data" || section == "train", path,
-                ": unknown section '", section, "' (expected model, data, train)");
+    TORCH_CHECK(section == "model" || section == "data" || section == "train" || section == "fat",
+                path, ": unknown section '", section, "' (expected model, data, train, fat)");
     TORCH_CHECK(sec.second.IsMap(), path, ": section '", section, "' must be a map");
     for (const auto& kv : sec.second) {
       const auto key = kv.first.as<std::string>();
@@ -140,6 +159,24 @@ void validate(const TrainConfig& c) {
   TORCH_CHECK(
       c.steps_per_epoch >= 0 && c.checkpoint_every >= 0 && c.stop_after >= 0 && c.log_every >= 1,
       "steps_per_epoch/checkpoint_every/stop_after must be >= 0, log_every >= 1");
+  const auto& q = c.fat;
+  TORCH_CHECK(q.w_bits >= 2 && q.w_bits <= 8, "fat.w_bits must be in [2, 8], got ", q.w_bits);
+  TORCH_CHECK(q.a_bits >= 2 && q.a_bits <= 8, "fat.a_bits must be in [2, 8], got ", q.a_bits);
+  TORCH_CHECK(q.weight_form == "symmetric" || q.weight_form == "asymmetric",
+              "fat.weight_form must be symmetric or asymmetric, got '", q.weight_form, "'");
+  TORCH_CHECK(q.rescale == "auto" || q.rescale == "on" || q.rescale == "off",
+              "fat.rescale must be auto, on or off, got '", q.rescale, "'");
+  TORCH_CHECK(q.calib_images >= 1, "fat.calib_images must be >= 1, got ", q.calib_images);
+  TORCH_CHECK(q.fraction > 0.0 && q.fraction <= 1.0, "fat.fraction must be in (0, 1], got ",
+              q.fraction);
+  TORCH_CHECK(q.holdout >= 0.0 && q.holdout < 1.0, "fat.holdout must be in [0, 1), got ",
+              q.holdout);
+  TORCH_CHECK(q.lr_decay >= 0.0, "fat.lr_decay must be >= 0, got ", q.lr_decay);
+  TORCH_CHECK(q.reset_steps >= 1, "fat.reset_steps must be >= 1, got ", q.reset_steps);
+  TORCH_CHECK(q.loss == "rmse" || q.loss == "charbonnier",
+              "fat.loss must be rmse or charbonnier, got '", q.loss, "'");
+  TORCH_CHECK(q.width_max >= 1.0 && q.width_max <= 2.0, "fat.width_max must be in [1, 2], got ",
+              q.width_max);
 }
 
 }  // namespace profit::train

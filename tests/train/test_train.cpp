@@ -90,9 +90,19 @@ TEST(Ema, OneStepIsExact) {
     torch::NoGradGuard g;
     m->parameters()[0].add_(1.0);
   }
+  auto mean_before = m->named_buffers()["features.0.1.running_mean"].clone();
+  {
+    torch::NoGradGuard g;
+    m->named_buffers()["features.0.1.running_mean"].add_(2.0);
+    m->named_buffers()["features.0.1.num_batches_tracked"].fill_(7);
+  }
   ema.update(*m);
   auto got = ema.model()->parameters()[0];
   EXPECT_TRUE(torch::allclose(got, before + 0.1, 1e-6, 1e-6));
+  // BN running statistics are averaged too (profit.md §5.5); the step counter is copied.
+  auto eb = ema.model()->named_buffers();
+  EXPECT_TRUE(torch::allclose(eb["features.0.1.running_mean"], mean_before + 0.2, 1e-6, 1e-6));
+  EXPECT_EQ(eb["features.0.1.num_batches_tracked"].item<int64_t>(), 7);
 }
 
 TrainConfig tiny_config(const fs::path& out) {

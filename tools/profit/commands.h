@@ -15,12 +15,17 @@ Action add_train(CLI::App& app);
 Action add_eval(CLI::App& app);
 Action add_import(CLI::App& app);
 Action add_info(CLI::App& app);
+Action add_cost(CLI::App& app);
+Action add_ptq(CLI::App& app);
+Action add_fat(CLI::App& app);
 
 /// Adds one flag per TrainConfig field (generated from visit_fields) plus --config FILE.
 /// Call finalize() after parsing: applies the YAML file, then re-applies explicit flags on top.
 class ConfigFlags {
  public:
-  ConfigFlags(CLI::App& cmd, train::TrainConfig& cfg, bool with_config_file = true);
+  /// with_fat: also the "fat" section's flags (profit fat).
+  ConfigFlags(CLI::App& cmd, train::TrainConfig& cfg, bool with_config_file = true,
+              bool with_fat = false);
   void finalize();
 
  private:

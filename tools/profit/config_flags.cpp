@@ -2,14 +2,16 @@
 
 namespace profit::cli {
 
-ConfigFlags::ConfigFlags(CLI::App& cmd, train::TrainConfig& cfg, bool with_config_file)
+ConfigFlags::ConfigFlags(CLI::App& cmd, train::TrainConfig& cfg, bool with_config_file,
+                         bool with_fat)
     : cmd_(cmd), cfg_(cfg) {
   if (with_config_file) {
     cmd.add_option("-c,--config", config_path_,
-                   "YAML config (sections model, data, train); flags override it")
+                   "YAML config (sections model, data, train[, fat]); flags override it")
         ->check(CLI::ExistingFile);
   }
   train::visit_fields(cfg, [&](const train::FieldInfo& info, train::FieldRef ref) {
+    if (!with_fat && std::string(info.section) == "fat") return;
     const std::string flag = std::string("--") + info.flag;
     std::visit(
         [&](auto* p) {

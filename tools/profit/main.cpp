@@ -12,6 +12,9 @@ int main(int argc, char** argv) {
   profit::cli::Action eval = profit::cli::add_eval(app);
   profit::cli::Action import = profit::cli::add_import(app);
   profit::cli::Action info = profit::cli::add_info(app);
+  profit::cli::Action cost = profit::cli::add_cost(app);
+  profit::cli::Action ptq = profit::cli::add_ptq(app);
+  profit::cli::Action fat = profit::cli::add_fat(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -23,6 +26,9 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("eval")) return eval();
     if (app.got_subcommand("import")) return import();
     if (app.got_subcommand("info")) return info();
+    if (app.got_subcommand("cost")) return cost();
+    if (app.got_subcommand("ptq")) return ptq();
+    if (app.got_subcommand("fat")) return fat();
   } catch (const c10::Error& e) {
     std::cerr << "profit: error: " << e.what_without_backtrace() << "\n";
     return 1;

@@ -14,6 +14,7 @@ struct TrainPosition {
   int64_t step = 0;         // global optimizer steps done
   double best_top1 = -1.0;  // best test top-1 so far (model)
   double best_ema_top1 = -1.0;
+  double best_loss = -1.0;      // lowest model-selection loss so far (FAT); -1 = none
   double epoch_loss_sum = 0.0;  // running train statistics of the epoch in progress
   int64_t epoch_correct = 0, epoch_seen = 0;
   torch::Tensor rng_state;  // torch CPU generator state

@@ -10,9 +10,35 @@
 
 #include <torch/torch.h>
 
+#include <functional>
+#include <memory>
 #include <string>
 
+namespace profit::quant {
+class QuantizerImpl;
+}
+
 namespace profit::nn {
+
+/// A quantizer slot. Empty in the full-precision model; filled by quant::quantize().
+using QuantizerPtr = std::shared_ptr<quant::QuantizerImpl>;
+
+/// While a CostRecorder is installed on this thread, every Conv/Linear forward appends one
+/// record (used by quant::measure_cost for MACs and BOPS). `input_bits` is the bit width of the
+/// last activation quantizer that ran before the layer (32 after a full-precision activation,
+/// `image_bits` at the network input).
+struct LayerRecord {
+  std::string name;
+  bool depthwise = false, linear = false;
+  int64_t macs = 0, weight_numel = 0;
+  int weight_bits = 32, input_bits = 32;
+};
+struct CostRecorder {
+  std::vector<LayerRecord> layers;
+  int current_bits = 8;  // set to the image bit width before the forward pass
+  bool nominal = false;  // count a quantizer's bits in any state (cost of a policy before QAT)
+};
+CostRecorder*& cost_recorder();
 
 /// The nonlinearity an activation site applies in full precision.
 enum class Act { kIdentity, kReLU, kReLU6, kHSwish, kHSigmoid };
@@ -44,37 +70,60 @@ struct ConvOptions {
 
 /// 2-D convolution, "same"-style padding p = (k-1)/2 filled with pad_value.
 /// Input [N, in, H, W] -> output [N, out, H', W'].  weight: [out, in/groups, k, k].
+///
+/// QAT form: optional quantizer slots, registered as submodules "weight_quant" (applied to the
+/// latent weight; the bias is never quantized) and "input_quant" (applied to x before the
+/// padding, for inputs that no activation site quantizes, e.g. MobileNetV2's last 1x1 conv).
 class ConvImpl : public torch::nn::Module {
  public:
   explicit ConvImpl(const ConvOptions& options);
   torch::Tensor forward(const torch::Tensor& x);
   /// The convolution of x with an explicit weight (same padding/stride/groups); used by AIWQ.
   torch::Tensor conv_with(const torch::Tensor& x, const torch::Tensor& w) const;
+  /// The weight the forward uses: weight_quant(weight), or weight when the slot is empty.
+  torch::Tensor effective_weight();
   bool is_depthwise() const { return options.groups() > 1 && options.groups() == options.in(); }
+  void set_weight_quant(QuantizerPtr q);
+  void set_input_quant(QuantizerPtr q);
 
   ConvOptions options;
   torch::Tensor weight, bias;
+  QuantizerPtr weight_quant, input_quant;
+  std::string name;  // dotted module name, set by quant::quantize / name_layers (for reports)
 };
 TORCH_MODULE(Conv);
 
 /// Fully connected layer y = x W^T + b.  weight: [out, in], bias: [out].
+/// QAT form: a "weight_quant" slot as in Conv, and an optional "output_quant".
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in, int64_t out, bool bias = true);
   torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor effective_weight();
+  void set_weight_quant(QuantizerPtr q);
+  /// Quantizer of the output (FAT quantizes the logits, fat.md §5), registered "output_quant".
+  void set_output_quant(QuantizerPtr q);
   int64_t in, out;
   torch::Tensor weight, bias;
+  QuantizerPtr weight_quant, output_quant;
+  std::string name;
 };
 TORCH_MODULE(Linear);
 
 /// A place in the network where an activation is computed (and, in QAT form, quantized).
 /// In full precision it simply applies `act`. It owns no parameters in FP form.
+/// QAT form: a quantizer registered as "quant". With `quant_fuses_act` the quantizer applies
+/// its own fused activation to x (PROFIT: ReLU6 sites become ReLU with a learned clip);
+/// otherwise the site applies `act` first and the quantizer sees the result (pure site).
 class ActSiteImpl : public torch::nn::Module {
  public:
   ActSiteImpl(Act act, SiteRole role) : act(act), role(role) {}
-  torch::Tensor forward(const torch::Tensor& x) { return apply_act(x, act); }
+  torch::Tensor forward(const torch::Tensor& x);
+  void set_quant(QuantizerPtr q, bool fuses_act);
   Act act;
   SiteRole role;
+  QuantizerPtr quant;
+  bool quant_fuses_act = false;
 };
 TORCH_MODULE(ActSite);
 
@@ -89,16 +138,22 @@ class ConvBNActImpl : public torch::nn::Module {
   Conv conv;
   torch::nn::BatchNorm2d bn;
   ActSite act{nullptr};
+  /// When set, called with the pre-activation output (after BN) on every forward; used to
+  /// collect per-channel statistics (FAT depthwise rescaling, fat.md §6.2).
+  std::function<void(const torch::Tensor&)> pre_act_probe;
 };
 TORCH_MODULE(ConvBNAct);
 
 /// Residual add of the block input (identity) and the branch output. Full precision: the
 /// "precision highway" of PROFIT spec §6.1 (no quantizer after the add).
+/// With precision_highway = false (FAT placement, fat.md §5.4) the block adds the quantized
+/// block input instead of the full-precision one; the sum is quantized where it is consumed.
 class ResidualAddImpl : public torch::nn::Module {
  public:
   torch::Tensor forward(const torch::Tensor& identity, const torch::Tensor& branch) {
     return identity + branch;
   }
+  bool precision_highway = true;
 };
 TORCH_MODULE(ResidualAdd);
 

@@ -14,9 +14,9 @@
 //
 // Usage:
 //   register_builtin_quantizers();
-//   auto q = make_quantizer(QuantSpec{"duq", 4, SiteKind::kU}.fused(FusedAct::kReLU), "features.1.conv.0.2");
-//   q->set_state(QuantState::kObserving); q->forward(x);   // initialises from this batch
-//   q->set_state(QuantState::kQuantizing); auto y = q->forward(x);
+//   auto q = make_quantizer(QuantSpec{"duq", 4, SiteKind::kU}.fused(FusedAct::kReLU),
+//   "features.1.conv.0.2"); q->set_state(QuantState::kObserving); q->forward(x);   // initialises
+//   from this batch q->set_state(QuantState::kQuantizing); auto y = q->forward(x);
 #pragma once
 
 #include <torch/torch.h>
@@ -62,7 +62,7 @@ struct QuantSpec {
 /// Base class of all quantizers.
 class QuantizerImpl : public torch::nn::Module {
  public:
-  explicit QuantizerImpl(const QuantSpec& spec) : spec_(spec) {}
+  explicit QuantizerImpl(const QuantSpec& spec);
 
   /// y = Q(act(x)) in kQuantizing/kFrozen, act(x) otherwise (after initialising in kObserving).
   torch::Tensor forward(const torch::Tensor& x);
@@ -85,7 +85,9 @@ class QuantizerImpl : public torch::nn::Module {
 
   void set_state(QuantState s);
   QuantState state() const { return state_; }
-  bool initialized() const { return initialized_; }
+  /// Whether the parameters hold an initialisation (also after loading a checkpoint: the flag
+  /// is the buffer "initialized", saved with the model).
+  bool initialized() const;
   const QuantSpec& spec() const { return spec_; }
 
   /// The quantization step of the current grid (per channel when per_channel), for reports.
@@ -99,10 +101,18 @@ class QuantizerImpl : public torch::nn::Module {
   std::vector<int64_t> param_shape() const;
   /// Views a [1] or [C] parameter so it broadcasts against x (channels on dim 0).
   static torch::Tensor broadcastable(const torch::Tensor& p, const torch::Tensor& x);
+  /// Forgets the initialisation (member and saved flag): the next observe() starts afresh.
+  void mark_uninitialized();
 
   QuantSpec spec_;
   QuantState state_ = QuantState::kOff;
+  /// Set by init_from(); mirrored into the buffer "initialized" ([1], uint8) on every forward.
   bool initialized_ = false;
+  bool flag_written_ = false;
+  torch::Tensor initialized_flag_;
+
+ private:
+  void sync_initialized_flag();
 };
 TORCH_MODULE(Quantizer);
 

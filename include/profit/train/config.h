@@ -15,6 +15,23 @@
 
 namespace profit::train {
 
+/// Settings of the FAT pipeline (`profit fat`, fat.md); YAML section "fat". The teacher is
+/// train.init_weights; epochs, batch size, lr, seed, out_dir, resume come from "train".
+struct FatSettings {
+  int64_t w_bits = 8;
+  int64_t a_bits = 8;
+  bool per_filter = true;                 // weights: one threshold per output filter (§4.4)
+  std::string weight_form = "symmetric";  // symmetric | asymmetric weight thresholds (§4.1/4.2)
+  std::string rescale = "auto";           // auto (on when per-tensor) | on | off (§6)
+  int64_t calib_images = 100;             // calibration images (§3)
+  double fraction = 0.1;                  // unlabeled training subset (§7)
+  double holdout = 0.05;                  // part of the subset kept for model selection (§7)
+  double lr_decay = 1e-4;                 // lambda of lr(t, d) (§7)
+  int64_t reset_steps = 400;              // K: Adam reset period (§7)
+  std::string loss = "rmse";              // rmse | charbonnier (§7)
+  double width_max = 1.0;                 // upper clip of the width scale (§4.6)
+};
+
 struct TrainConfig {
   TrainConfig() {
     model.num_classes = 0;  // 0: take from the dataset
@@ -22,6 +39,7 @@ struct TrainConfig {
   }
   nn::ModelConfig model;
   data::DataConfig data;
+  FatSettings fat;
   // Schedule and optimisation.
   int64_t epochs = 10;
   int64_t batch_size = 128;

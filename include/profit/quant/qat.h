@@ -1,0 +1,106 @@
+// QAT form of a model: a policy (method and bits globally, overrides by site-name pattern) and
+// quantize(), which fills the quantizer slots of the model's layers in place.
+//
+// Where quantizers go (profit.md §6, "what is quantized where"):
+//   - every Conv and Linear weight: kind W ("<layer>.weight"); biases stay FP;
+//   - activation sites after ReLU/ReLU6: kind U, fused ReLU (ReLU6 sites keep a cap of 6 on the
+//     initial clip; with relu6_to_relu = false the site applies ReLU6 and the quantizer is pure);
+//     after h-swish: kind H, fused h-swish;
+//   - branch inputs after linear bottlenecks and SE inputs: kind S, pure;
+//   - the last activation before global pooling stays FP and the pooled value is quantized
+//     instead (pure, same kind), so the classifier input is on a grid;
+//   - MobileNetV2/V3: the input of the last 1x1 conv gets kind S ("<conv>.input");
+//     MobileNetV3: the stem's h-swish stays FP (it feeds the residual "precision highway" of
+//     block 1) and block 1's depthwise conv quantizes its own input with kind H, pure;
+//   - SE gates (h-sigmoid) stay FP unless quantize_gate; residual adds are FP;
+//     the image input is not quantized.
+// Parameter names of the FP model do not change: quantizer parameters are new keys under
+// "<site>.weight_quant.", "<site>.input_quant." and "<site>.quant.", so an FP checkpoint loads
+// into the QAT model (load_state_dict with fp_checkpoint_ignores()).
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "profit/nn/models.h"
+#include "profit/quant/quantizer.h"
+
+namespace profit::quant {
+
+/// One override; the first rule whose pattern matches a site name wins.
+struct PolicyRule {
+  std::string pattern;  // glob: '*' any run of characters, '?' one character
+  std::optional<std::string> method;
+  std::optional<int> bits;
+  std::optional<bool> per_channel;
+  bool skip = false;  // keep this site in full precision
+};
+
+struct QuantPolicy {
+  std::string method = "duq";  // activation method (and weights, unless weight_method is set)
+  std::string weight_method;   // empty: the method's own weight partner (pact -> sawb)
+  int act_bits = 4;
+  int weight_bits = 4;
+  bool per_channel = false;  // weights: one parameter per output channel, where supported
+  bool relu6_to_relu = true;
+  bool quantize_gate = false;
+  /// Where quantizers go: "profit" (the layout above) or "fat" (fat.md §5: the FP model's
+  /// activations are kept and every activation site is a pure quantizer, the network input gets
+  /// a fixed 8-bit site "<first conv>.input", the residual adds use the quantized block input (no
+  /// precision highway), the last activation before pooling, the SE gates and the logits
+  /// ("<classifier linear>.output") are quantized too).
+  std::string placement = "profit";
+  std::vector<PolicyRule> rules;
+};
+
+/// Reads a YAML policy. Keys: method, weight_method, act_bits, weight_bits, per_channel,
+/// relu6_to_relu, quantize_gate, placement, overrides: [{pattern, method, bits, per_channel,
+/// skip}]. Unknown keys and bad values are errors naming the file and key.
+QuantPolicy load_policy(const std::string& path);
+
+/// The weight method used with an activation method by default (pact -> sawb, else itself).
+std::string default_weight_method(const std::string& method);
+
+bool glob_match(const std::string& pattern, const std::string& text);
+
+enum class SiteType { kWeight, kActivation, kInput };
+const char* site_type_name(SiteType t);
+
+struct QuantSite {
+  std::string name;
+  SiteType type;
+  std::shared_ptr<QuantizerImpl> quantizer;
+};
+
+/// Fills the quantizer slots of `model` (an FP model built by nn::create_model) following the
+/// policy, in module order. Quantizers start in state kOff. Returns the sites.
+std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& policy);
+
+/// The quantizers present in a model (after quantize()), in module order.
+std::vector<QuantSite> find_sites(torch::nn::Module& model);
+
+/// Sets the state of every site of `type` (all types when nullopt).
+void set_state(const std::vector<QuantSite>& sites, QuantState state,
+               std::optional<SiteType> type = std::nullopt);
+
+/// Changes the bit width of every site of `type` that no override pinned (progressive
+/// lowering). `policy` tells which sites have a pinned width.
+void set_bits(const std::vector<QuantSite>& sites, const QuantPolicy& policy, int bits,
+              SiteType type);
+
+/// Post-training calibration: eval mode, no gradient. Activation/input quantizers observe the
+/// batches `next_batch` yields (until it returns an undefined tensor) with all quantizers
+/// disabled (profit.md §1.6, fat.md §3); then weight quantizers initialise from their weights;
+/// then every site quantizes.
+void calibrate(nn::ClassifierImpl& model, const std::vector<QuantSite>& sites,
+               const std::function<torch::Tensor()>& next_batch);
+
+/// Substrings of the keys a QAT model has and an FP checkpoint lacks.
+std::vector<std::string> fp_checkpoint_ignores();
+
+/// Sets Conv::name / Linear::name to the dotted module names (for errors and reports).
+void name_layers(torch::nn::Module& model);
+
+}  // namespace profit::quant

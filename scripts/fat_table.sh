@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# FAT on the reference FP MobileNetV2 (scripts/train_reference.sh): W8A8 per-tensor without and
+# with depthwise rescaling, W8A8 per-filter (symmetric and asymmetric), W4A8 and W4A4
+# per-filter; each before and after threshold training. Writes the table into docs/results.md.
+# Usage: scripts/fat_table.sh [fp_run_dir]    (each configuration resumes if interrupted)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run=${1:-runs/fp_mobilenet_v2_fmnist}
+weights=$run/final.safetensors
+[ -f "$weights" ] || { echo "fat_table: $weights not found: run scripts/train_reference.sh first" >&2; exit 1; }
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C build profit >/dev/null
+recipe=recipes/fat_mobilenet_v2_fashion_mnist.yaml
+summaries=()
+while read -r name flags; do
+  out=runs/fat/$name
+  cmd="./build/profit fat --config $recipe --init $weights --out $out --resume true --progress false $flags"
+  echo "+ $cmd"
+  $cmd
+  summaries+=("$out/summary.json")
+done <<'CONFIGS'
+w8a8_tensor_sym --fat-per-filter false --fat-rescale off
+w8a8_tensor_sym_rescaled --fat-per-filter false --fat-rescale on
+w8a8_filter_sym --fat-per-filter true
+w8a8_filter_asym --fat-per-filter true --fat-weight-form asymmetric
+w4a8_filter_sym --fat-per-filter true --fat-w-bits 4
+w4a4_filter_sym --fat-per-filter true --fat-w-bits 4 --fat-a-bits 4
+CONFIGS
+/usr/bin/python3 scripts/write_results.py fat "scripts/fat_table.sh $run" "${summaries[@]}"

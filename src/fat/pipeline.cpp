@@ -1,0 +1,369 @@
+#include "profit/fat/pipeline.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <numeric>
+#include <random>
+
+#include "profit/common.h"
+#include "profit/data/loader.h"
+#include "profit/fat/fold.h"
+#include "profit/fat/rescale.h"
+#include "profit/io/atomic_file.h"
+#include "profit/io/checkpoint.h"
+#include "profit/io/safetensors.h"
+#include "profit/io/state_dict.h"
+#include "profit/quant/fat.h"
+#include "profit/quant/qat.h"
+#include "profit/train/evaluate.h"
+#include "profit/train/metrics.h"
+#include "profit/train/optim.h"
+#include "profit/train/progress.h"
+#include "profit/train/trainer.h"
+
+namespace profit::fat {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+torch::Tensor fat_loss(const torch::Tensor& student, const torch::Tensor& teacher,
+                       const std::string& kind) {
+  TORCH_CHECK(student.dim() == 2 && student.sizes() == teacher.sizes(), "fat_loss: student ",
+              student.sizes(), " vs teacher ", teacher.sizes());
+  const double n = static_cast<double>(student.size(0));
+  const auto d = student - teacher;
+  // The clamp only keeps the gradient of sqrt finite when student == teacher exactly.
+  if (kind == "rmse") return torch::sqrt((d.pow(2).sum() / n).clamp_min(1e-20));
+  if (kind == "charbonnier") return torch::sqrt(d.pow(2) + 1e-5).sum() / n;
+  TORCH_CHECK(false, "fat_loss: unknown loss '", kind, "' (rmse | charbonnier)");
+  return {};
+}
+
+double fat_lr(double lr0, double lambda, int64_t reset_steps, int64_t t) {
+  TORCH_CHECK(reset_steps >= 1 && t >= 0, "fat_lr: bad K=", reset_steps, " or t=", t);
+  const double d = static_cast<double>(t % reset_steps);
+  return lr0 * std::exp(-lambda * static_cast<double>(t)) *
+             std::abs(std::cos(M_PI * d / (4.0 * static_cast<double>(reset_steps)))) +
+         1e-7;
+}
+
+namespace {
+
+nlohmann::json eval_json(const train::EvalResult& r) {
+  return {{"top1", r.top1}, {"top5", r.top5}, {"count", r.count}};
+}
+
+// Quantizer names for the configured FAT options (the default ones are in the builtin table).
+std::string fat_method(bool asymmetric, double width_max) {
+  std::string name = asymmetric ? "fat_asym" : "fat";
+  if (width_max == 1.0) return name;
+  name += "@" + std::to_string(width_max);
+  auto options = quant::FatOptions().width_max(width_max);
+  if (asymmetric) options.mode(quant::FatMode::kAsymmetric);
+  quant::register_quantizer(name, quant::fat_factory(options));
+  return name;
+}
+
+std::string first_conv_name(torch::nn::Module& m) {
+  for (const auto& item : m.named_modules("", false))
+    if (item.value()->as<nn::ConvImpl>()) return item.key();
+  return "";
+}
+
+}  // namespace
+
+FatSummary run_fat(train::TrainConfig cfg) {
+  const auto t0 = Clock::now();
+  const fs::path out(cfg.out_dir);
+  fs::create_directories(out);
+  const std::string ckpt = (out / "last.ckpt").string();
+  const bool resuming = cfg.resume && fs::exists(ckpt);
+  if (cfg.resume && !resuming) std::cerr << "resume: no " << ckpt << ", starting a new run\n";
+  if (resuming) {
+    // The run folder's config wins, except for the fields that steer this process.
+    const auto path = (out / "config.json").string();
+    auto saved = nlohmann::json::parse(io::read_file(path), nullptr, false);
+    TORCH_CHECK(!saved.is_discarded(), path, ": corrupt config");
+    const train::TrainConfig keep = cfg;
+    train::from_json(cfg, saved);
+    cfg.stop_after = keep.stop_after;
+    cfg.progress = keep.progress;
+    cfg.workers = keep.workers;
+    cfg.device = keep.device;
+    cfg.out_dir = keep.out_dir;
+    cfg.resume = true;
+  }
+  train::validate(cfg);
+  TORCH_CHECK(!cfg.init_weights.empty(),
+              "fat: train.init_weights (--init) must name the full-precision teacher weights");
+  const train::FatSettings& f = cfg.fat;
+  const torch::Device device = parse_device(cfg.device);
+  seed_everything(cfg.seed);
+
+  // Unlabeled training images use the evaluation transform (fat.md §3, §7).
+  data::DataConfig train_data = cfg.data;
+  train_data.augment = false;
+  train_data.train_fraction = 1.0;
+  auto train_set = data::open_dataset(train_data, "train", cfg.seed);
+  auto test_set = data::open_dataset(cfg.data, "test", cfg.seed);
+  train::resolve_model_config(cfg, *train_set);
+  const auto weights = io::load_weights_file(cfg.init_weights);
+  auto build_folded = [&] {
+    auto m = nn::create_model(cfg.model);
+    io::load_state_dict(*m, weights, true, cfg.init_weights);
+    fold_batchnorm(*m);
+    m->to(device);
+    m->eval();
+    return m;
+  };
+  auto teacher = build_folded();
+  for (auto& p : teacher->parameters()) p.set_requires_grad(false);
+  auto student = build_folded();
+
+  // Calibration images: the first calib_images of a seeded shuffle of the train split.
+  std::vector<torch::Tensor> calib;
+  {
+    const int64_t bs = std::min<int64_t>(f.calib_images, 100);
+    data::DataLoader calib_loader(train_set, {bs, true, false, 0, 1, mix_seed(cfg.seed, 101)});
+    auto it = calib_loader.epoch(0);
+    data::Batch b;
+    int64_t seen = 0;
+    while (seen < f.calib_images && it->next(b)) {
+      auto x = b.images.narrow(0, 0, std::min<int64_t>(b.images.size(0), f.calib_images - seen));
+      seen += x.size(0);
+      calib.push_back(x.to(device));
+    }
+  }
+  auto feed = [&calib] {
+    auto i = std::make_shared<size_t>(0);
+    return [&calib, i]() { return *i < calib.size() ? calib[(*i)++] : torch::Tensor(); };
+  };
+
+  const bool rescale = f.rescale == "on" || (f.rescale == "auto" && !f.per_filter);
+  if (rescale) {
+    const auto report = rescale_depthwise_pointwise(*student, feed());
+    io::write_file_atomic((out / "rescale.json").string(), to_json(report).dump(1) + "\n");
+  }
+
+  quant::register_builtin_quantizers();
+  quant::QuantPolicy policy;
+  policy.method = fat_method(false, f.width_max);
+  policy.weight_method = fat_method(f.weight_form == "asymmetric", f.width_max);
+  policy.act_bits = static_cast<int>(f.a_bits);
+  policy.weight_bits = static_cast<int>(f.w_bits);
+  policy.per_channel = f.per_filter;
+  policy.relu6_to_relu = false;
+  policy.placement = "fat";
+  const auto sites = quant::quantize(*student, policy);
+  student->to(device);
+  quant::calibrate(*student, sites, feed());
+  student->eval();
+
+  // Threshold-only training: nothing but the bounded scales trains; the input site stays fixed.
+  for (auto& p : student->parameters()) p.set_requires_grad(false);
+  const std::string input_site = first_conv_name(*student) + ".input";
+  std::vector<torch::Tensor> scales;
+  for (const auto& site : sites) {
+    if (site.name == input_site) {
+      site.quantizer->set_state(quant::QuantState::kFrozen);
+      continue;
+    }
+    for (auto& p : site.quantizer->parameters()) {
+      p.set_requires_grad(true);
+      scales.push_back(p);
+    }
+  }
+  TORCH_CHECK(!scales.empty(), "fat: the quantized model has no trainable scale");
+
+  data::DataLoader test_loader(test_set,
+                               {cfg.eval_batch_size, false, false, cfg.workers, 4, cfg.seed});
+  auto fwd_teacher = [&](torch::Tensor x) { return teacher->forward(std::move(x)); };
+  auto fwd_student = [&](torch::Tensor x) { return student->forward(std::move(x)); };
+  const auto fp_eval =
+      train::evaluate(*teacher, fwd_teacher, test_loader, device, cfg.progress, "fp (folded)");
+  const auto before_eval =
+      train::evaluate(*student, fwd_student, test_loader, device, cfg.progress, "calibrated");
+  const double setup_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::fprintf(stderr, "fp top1 %.2f | calibrated W%ldA%ld top1 %.2f (setup %.1f s)\n",
+               fp_eval.top1, static_cast<long>(f.w_bits), static_cast<long>(f.a_bits),
+               before_eval.top1, setup_seconds);
+
+  // Unlabeled subset, split into the training part and the model-selection hold-out.
+  auto subset = data::random_subset(train_set, f.fraction, mix_seed(cfg.seed, 103));
+  std::vector<size_t> perm(subset->size());
+  std::iota(perm.begin(), perm.end(), size_t{0});
+  std::mt19937_64 rng(mix_seed(cfg.seed, 107));
+  std::shuffle(perm.begin(), perm.end(), rng);
+  const auto n_hold = static_cast<size_t>(std::llround(f.holdout * perm.size()));
+  auto hold = std::make_shared<data::Subset>(
+      subset, std::vector<size_t>(perm.begin(), perm.begin() + n_hold));
+  auto fit = std::make_shared<data::Subset>(subset,
+                                            std::vector<size_t>(perm.begin() + n_hold, perm.end()));
+  data::DataLoader loader(fit, {cfg.batch_size, true, true, cfg.workers, 4, cfg.seed});
+  data::DataLoader hold_loader(hold, {cfg.eval_batch_size, false, false, cfg.workers, 4, 0});
+  int64_t steps_per_epoch = loader.batches_per_epoch();
+  if (cfg.steps_per_epoch > 0) steps_per_epoch = std::min(steps_per_epoch, cfg.steps_per_epoch);
+  TORCH_CHECK(steps_per_epoch > 0, "fat: the unlabeled subset (", fit->size(),
+              " images) is smaller than one batch of ", cfg.batch_size);
+
+  torch::optim::Adam adam(scales, torch::optim::AdamOptions(cfg.lr).betas({0.9, 0.999}).eps(1e-8));
+  io::TrainPosition pos;
+  const io::CheckpointRefs refs{student.get(), nullptr, &adam};
+  if (resuming) {
+    io::load_checkpoint(ckpt, refs, pos, device);
+    if (pos.rng_state.defined()) set_cpu_rng_state(pos.rng_state);
+    std::cerr << "resumed " << ckpt << " at epoch " << pos.epoch << " step " << pos.step << "\n";
+  } else {
+    io::write_file_atomic((out / "config.json").string(), train::to_json(cfg).dump(2) + "\n");
+  }
+  const std::string config_json = train::to_json(cfg).dump();
+  train::MetricsLog metrics((out / "metrics.jsonl").string(), resuming ? pos.step : -1);
+
+  // The last saved scales: restored, with a fresh Adam, after a non-finite loss (fat.md §7).
+  std::vector<torch::Tensor> last_good;
+  auto snapshot = [&] {
+    last_good.clear();
+    for (auto& p : scales) last_good.push_back(p.detach().clone());
+  };
+  snapshot();
+  auto save = [&] {
+    pos.rng_state = cpu_rng_state();
+    io::save_checkpoint(ckpt, refs, pos, config_json);
+    snapshot();
+  };
+  auto holdout_loss = [&]() -> double {
+    torch::NoGradGuard no_grad;
+    double sq = 0.0, ch = 0.0;
+    int64_t n = 0;
+    auto it = hold_loader.epoch(0);
+    data::Batch b;
+    while (it->next(b)) {
+      auto x = b.images.to(device);
+      auto d = (student->forward(x) - teacher->forward(x)).to(torch::kDouble);
+      sq += d.pow(2).sum().item<double>();
+      ch += torch::sqrt(d.pow(2) + 1e-5).sum().item<double>();
+      n += x.size(0);
+    }
+    if (n == 0) return -1.0;
+    return f.loss == "rmse" ? std::sqrt(sq / n) : ch / n;
+  };
+
+  FatSummary summary;
+  const auto train_start = Clock::now();
+  int nan_events = 0;
+  double lr = cfg.lr;
+  for (; pos.epoch < cfg.epochs; ++pos.epoch, pos.batch = 0) {
+    train::ProgressBar bar(
+        "fat " + std::to_string(pos.epoch + 1) + "/" + std::to_string(cfg.epochs), steps_per_epoch,
+        "img", cfg.progress);
+    auto it = loader.epoch(pos.epoch, pos.batch);
+    data::Batch batch;
+    int64_t seen_here = 0;
+    while (pos.batch < steps_per_epoch && it->next(batch)) {
+      if (fat_reset_before(pos.step, f.reset_steps)) adam.state().clear();
+      lr = fat_lr(cfg.lr, f.lr_decay, f.reset_steps, pos.step);
+      train::set_lr(adam, lr);
+      auto x = batch.images.to(device);
+      torch::Tensor target;
+      {
+        torch::NoGradGuard no_grad;
+        target = teacher->forward(x);
+      }
+      auto loss = fat_loss(student->forward(x), target, f.loss);
+      const double loss_v = loss.item<double>();
+      ++pos.step;
+      ++pos.batch;
+      seen_here += x.size(0);
+      if (!std::isfinite(loss_v)) {
+        // Restore the last saved scales and reset Adam; give up if it keeps happening.
+        torch::NoGradGuard no_grad;
+        for (size_t i = 0; i < scales.size(); ++i) scales[i].copy_(last_good[i]);
+        adam.state().clear();
+        metrics.write({{"kind", "nan"}, {"step", pos.step}, {"epoch", pos.epoch + 1}});
+        TORCH_CHECK(++nan_events <= 5, "fat: non-finite loss ", nan_events, " times (last at step ",
+                    pos.step, "); last checkpoint kept: ", ckpt);
+        continue;
+      }
+      adam.zero_grad();
+      loss.backward();
+      adam.step();
+      pos.epoch_loss_sum += loss_v;
+      ++pos.epoch_seen;
+      char extra[64];
+      std::snprintf(extra, sizeof extra, "loss %.4f lr %.3g", loss_v, lr);
+      bar.update(pos.batch, seen_here, extra);
+      if (pos.step % cfg.log_every == 0) {
+        metrics.write({{"kind", "step"},
+                       {"step", pos.step},
+                       {"epoch", pos.epoch + 1},
+                       {"loss", loss_v},
+                       {"lr", lr}});
+      }
+      if (cfg.checkpoint_every > 0 && pos.step % cfg.checkpoint_every == 0) save();
+      if (cfg.stop_after > 0 && pos.step >= cfg.stop_after) {
+        bar.finish("(stopped)");
+        save();
+        summary.stopped_early = true;
+        return summary;
+      }
+    }
+    bar.finish();
+    const double train_loss = pos.epoch_loss_sum / std::max<int64_t>(1, pos.epoch_seen);
+    pos.epoch_loss_sum = 0.0;
+    pos.epoch_seen = 0;
+    const double hold_loss = holdout_loss();
+    if (hold_loss >= 0.0 && (pos.best_loss < 0.0 || hold_loss < pos.best_loss)) {
+      pos.best_loss = hold_loss;
+      io::save_safetensors((out / "best.safetensors").string(), io::state_dict(*student));
+    }
+    metrics.write({{"kind", "epoch"},
+                   {"step", pos.step},
+                   {"epoch", pos.epoch + 1},
+                   {"train_loss", train_loss},
+                   {"holdout_loss", hold_loss},
+                   {"lr", lr}});
+    std::fprintf(stderr, "fat epoch %ld/%ld: train loss %.4f | held-out loss %.4f\n",
+                 static_cast<long>(pos.epoch + 1), static_cast<long>(cfg.epochs), train_loss,
+                 hold_loss);
+    ++pos.epoch;  // the checkpoint records the next epoch
+    pos.batch = 0;
+    save();
+    --pos.epoch;
+  }
+  const double train_seconds = std::chrono::duration<double>(Clock::now() - train_start).count();
+  // Model selection on the hold-out (never on the test set).
+  const auto best_path = (out / "best.safetensors").string();
+  if (pos.best_loss >= 0.0 && fs::exists(best_path))
+    io::load_state_dict(*student, io::load_weights_file(best_path), true, best_path);
+  const auto after_eval =
+      train::evaluate(*student, fwd_student, test_loader, device, cfg.progress, "trained");
+  io::save_safetensors((out / "final.safetensors").string(), io::state_dict(*student));
+  std::fprintf(stderr, "fp top1 %.2f | calibrated %.2f | after threshold training %.2f\n",
+               fp_eval.top1, before_eval.top1, after_eval.top1);
+
+  summary.json = {
+      {"config", train::to_json(cfg)},
+      {"fp", eval_json(fp_eval)},
+      {"before", eval_json(before_eval)},
+      {"after", eval_json(after_eval)},
+      {"rescaled", rescale},
+      {"best_holdout_loss", pos.best_loss},
+      {"steps", pos.step},
+      {"train_images", fit->size()},
+      {"holdout_images", hold->size()},
+      {"calib_images", f.calib_images},
+      {"trainable_scales",
+       std::accumulate(scales.begin(), scales.end(), int64_t{0},
+                       [](int64_t a, const torch::Tensor& t) { return a + t.numel(); })},
+      {"setup_seconds", setup_seconds},
+      {"train_seconds", train_seconds},
+      {"seconds", std::chrono::duration<double>(Clock::now() - t0).count()},
+      {"resumed", resuming},
+  };
+  io::write_file_atomic((out / "summary.json").string(), summary.json.dump(2) + "\n");
+  return summary;
+}
+
+}  // namespace profit::fat

@@ -1,0 +1,341 @@
+#include "profit/quant/qat.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <set>
+
+namespace profit::quant {
+
+using nn::Act;
+using nn::SiteRole;
+
+const char* site_type_name(SiteType t) {
+  switch (t) {
+    case SiteType::kWeight:
+      return "weight";
+    case SiteType::kActivation:
+      return "activation";
+    case SiteType::kInput:
+      return "input";
+  }
+  return "?";
+}
+
+std::string default_weight_method(const std::string& method) {
+  return method == "pact" ? "sawb" : method;
+}
+
+bool glob_match(const std::string& p, const std::string& t) {
+  // Iterative wildcard match with backtracking to the last '*'.
+  size_t i = 0, j = 0, star = std::string::npos, mark = 0;
+  while (j < t.size()) {
+    if (i < p.size() && (p[i] == '?' || p[i] == t[j])) {
+      ++i, ++j;
+    } else if (i < p.size() && p[i] == '*') {
+      star = i++, mark = j;
+    } else if (star != std::string::npos) {
+      i = star + 1, j = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (i < p.size() && p[i] == '*') ++i;
+  return i == p.size();
+}
+
+namespace {
+
+template <typename T>
+T yaml_value(const YAML::Node& n, const std::string& path, const std::string& key) {
+  try {
+    return n.as<T>();
+  } catch (const YAML::Exception&) {
+    TORCH_CHECK(false, path, ": key '", key, "' has a bad value");
+  }
+  return T();
+}
+
+void check_bits(int bits, const std::string& path, const std::string& key) {
+  TORCH_CHECK(bits >= 2 && bits <= 8, path, ": key '", key, "' must be in [2, 8], got ", bits);
+}
+
+struct Resolved {
+  std::string method;
+  int bits;
+  bool per_channel;
+  bool skip = false;
+  bool pinned_bits = false;
+};
+
+Resolved resolve(const QuantPolicy& p, const std::string& site, SiteType type) {
+  const bool weight = type == SiteType::kWeight;
+  Resolved r{weight ? (p.weight_method.empty() ? default_weight_method(p.method) : p.weight_method)
+                    : p.method,
+             weight ? p.weight_bits : p.act_bits, weight && p.per_channel};
+  for (const auto& rule : p.rules) {
+    if (!glob_match(rule.pattern, site)) continue;
+    if (rule.method) r.method = *rule.method;
+    if (rule.bits) r.bits = *rule.bits, r.pinned_bits = true;
+    if (rule.per_channel) r.per_channel = weight && *rule.per_channel;
+    r.skip = rule.skip;
+    break;
+  }
+  return r;
+}
+
+}  // namespace
+
+QuantPolicy load_policy(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    TORCH_CHECK(false, path, ": cannot read policy: ", e.what());
+  }
+  TORCH_CHECK(root.IsMap(), path, ": a policy is a YAML mapping");
+  QuantPolicy p;
+  for (const auto& kv : root) {
+    const auto key = kv.first.as<std::string>();
+    const auto& v = kv.second;
+    if (key == "method")
+      p.method = yaml_value<std::string>(v, path, key);
+    else if (key == "weight_method")
+      p.weight_method = yaml_value<std::string>(v, path, key);
+    else if (key == "act_bits")
+      check_bits(p.act_bits = yaml_value<int>(v, path, key), path, key);
+    else if (key == "weight_bits")
+      check_bits(p.weight_bits = yaml_value<int>(v, path, key), path, key);
+    else if (key == "per_channel")
+      p.per_channel = yaml_value<bool>(v, path, key);
+    else if (key == "relu6_to_relu")
+      p.relu6_to_relu = yaml_value<bool>(v, path, key);
+    else if (key == "quantize_gate")
+      p.quantize_gate = yaml_value<bool>(v, path, key);
+    else if (key == "placement") {
+      p.placement = yaml_value<std::string>(v, path, key);
+      TORCH_CHECK(p.placement == "profit" || p.placement == "fat", path,
+                  ": placement must be profit or fat, got '", p.placement, "'");
+    } else if (key == "overrides") {
+      TORCH_CHECK(v.IsSequence(), path, ": 'overrides' must be a list");
+      for (const auto& item : v) {
+        TORCH_CHECK(item.IsMap(), path, ": each override is a mapping");
+        PolicyRule rule;
+        for (const auto& okv : item) {
+          const auto okey = okv.first.as<std::string>();
+          const std::string where = "overrides." + okey;
+          if (okey == "pattern")
+            rule.pattern = yaml_value<std::string>(okv.second, path, where);
+          else if (okey == "method")
+            rule.method = yaml_value<std::string>(okv.second, path, where);
+          else if (okey == "bits") {
+            rule.bits = yaml_value<int>(okv.second, path, where);
+            check_bits(*rule.bits, path, where);
+          } else if (okey == "per_channel")
+            rule.per_channel = yaml_value<bool>(okv.second, path, where);
+          else if (okey == "skip")
+            rule.skip = yaml_value<bool>(okv.second, path, where);
+          else
+            TORCH_CHECK(false, path, ": unknown key '", where, "'");
+        }
+        TORCH_CHECK(!rule.pattern.empty(), path, ": an override needs a 'pattern'");
+        p.rules.push_back(rule);
+      }
+    } else {
+      TORCH_CHECK(false, path, ": unknown key '", key, "'");
+    }
+  }
+  return p;
+}
+
+void name_layers(torch::nn::Module& model) {
+  for (const auto& item : model.named_modules("", false)) {
+    if (auto* c = item.value()->as<nn::ConvImpl>()) c->name = item.key();
+    if (auto* l = item.value()->as<nn::LinearImpl>()) l->name = item.key();
+  }
+}
+
+std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& policy) {
+  register_builtin_quantizers();
+  name_layers(model);
+  const auto modules = model.named_modules("", false);
+  const std::string& arch = model.config.arch;
+  const bool v3 = arch.rfind("mobilenet_v3", 0) == 0;
+  TORCH_CHECK(policy.placement == "profit" || policy.placement == "fat",
+              "policy placement must be profit or fat, got '", policy.placement, "'");
+  const bool fat = policy.placement == "fat";
+
+  // The activation just before global pooling stays FP; the pooled value is quantized instead.
+  std::string last_act;
+  Act pooled_act = Act::kReLU;
+  for (const auto& item : modules) {
+    if (item.key() == "pool_site") break;
+    auto* s = item.value()->as<nn::ActSiteImpl>();
+    if (s && s->role == SiteRole::kActivation && s->act != Act::kIdentity)
+      last_act = item.key(), pooled_act = s->act;
+  }
+  // Architecture-specific input sites (profit.md §6.2, §6.3).
+  std::string last_conv, stem_act, block1_dw;
+  if (arch == "mobilenet_v2" || v3) {
+    size_t n = 0;
+    for (const auto& c : model.named_children())
+      if (c.key() == "features") n = c.value()->children().size();
+    last_conv = "features." + std::to_string(n - 1) + ".0";
+  }
+  if (v3 && !fat) {
+    stem_act = "features.0.2";
+    for (const auto& item : modules) {
+      if (item.key().rfind("features.1.", 0) == 0 && item.value()->as<nn::ConvImpl>()) {
+        block1_dw = item.key();
+        break;
+      }
+    }
+  }
+
+  if (fat) last_act.clear();  // FAT quantizes it like every other activation
+  std::string first_conv;
+  for (const auto& item : modules) {
+    if (item.value()->as<nn::ConvImpl>()) {
+      first_conv = item.key();
+      break;
+    }
+  }
+
+  std::vector<QuantSite> sites;
+  auto make = [&](const std::string& site, SiteType type, SiteKind kind, FusedAct fused, bool relu6,
+                  int64_t channels, int default_bits = 0) -> std::shared_ptr<QuantizerImpl> {
+    Resolved r = resolve(policy, site, type);
+    if (r.skip) return nullptr;
+    if (default_bits && !r.pinned_bits) r.bits = default_bits;
+    auto spec = QuantSpec(r.method, r.bits, kind).fused(fused).relu6_cap(relu6);
+    if (r.per_channel) spec.per_channel(true).channels(channels);
+    auto q = make_quantizer(spec, site);
+    sites.push_back({site, type, q});
+    return q;
+  };
+
+  for (const auto& item : modules) {
+    const std::string& name = item.key();
+    if (auto* res = item.value()->as<nn::ResidualAddImpl>()) {
+      res->precision_highway = !fat;
+    } else if (auto* c = item.value()->as<nn::ConvImpl>()) {
+      if (fat && name == first_conv) {
+        // The network input: a fixed 8-bit signed site (fat.md §5.1; the pipeline freezes it).
+        if (auto q =
+                make(name + ".input", SiteType::kInput, SiteKind::kS, FusedAct::kNone, false, 0, 8))
+          c->set_input_quant(q);
+      }
+      if (name == last_conv || name == block1_dw) {
+        const SiteKind k = name == last_conv ? SiteKind::kS : SiteKind::kH;
+        if (auto q = make(name + ".input", SiteType::kInput, k, FusedAct::kNone, false, 0))
+          c->set_input_quant(q);
+      }
+      if (auto q = make(name + ".weight", SiteType::kWeight, SiteKind::kW, FusedAct::kNone, false,
+                        c->weight.size(0)))
+        c->set_weight_quant(q);
+    } else if (auto* l = item.value()->as<nn::LinearImpl>()) {
+      if (auto q = make(name + ".weight", SiteType::kWeight, SiteKind::kW, FusedAct::kNone, false,
+                        l->weight.size(0)))
+        l->set_weight_quant(q);
+      if (fat) {
+        if (auto q = make(name + ".output", SiteType::kActivation, SiteKind::kS, FusedAct::kNone,
+                          false, 0))
+          l->set_output_quant(q);
+      }
+    } else if (auto* s = item.value()->as<nn::ActSiteImpl>()) {
+      if (name == last_act || name == stem_act) continue;
+      const bool relu_like = s->act == Act::kReLU || s->act == Act::kReLU6;
+      std::shared_ptr<QuantizerImpl> q;
+      bool fuses = false;
+      switch (s->role) {
+        case SiteRole::kGate:
+          if (policy.quantize_gate || fat)
+            q = make(name, SiteType::kActivation, SiteKind::kU, FusedAct::kNone, false, 0);
+          break;
+        case SiteRole::kBranchInput:
+          q = make(name, SiteType::kActivation, SiteKind::kS, FusedAct::kNone, false, 0);
+          break;
+        case SiteRole::kPooled:
+          q = make(name, SiteType::kActivation,
+                   pooled_act == Act::kHSwish ? SiteKind::kH : SiteKind::kU, FusedAct::kNone,
+                   pooled_act == Act::kReLU6, 0);
+          break;
+        case SiteRole::kActivation:
+          if (relu_like) {
+            fuses = !fat && (s->act == Act::kReLU || policy.relu6_to_relu);
+            q = make(name, SiteType::kActivation, SiteKind::kU,
+                     fuses ? FusedAct::kReLU : FusedAct::kNone, s->act == Act::kReLU6, 0);
+          } else if (s->act == Act::kHSwish) {
+            fuses = !fat;
+            q = make(name, SiteType::kActivation, SiteKind::kH,
+                     fuses ? FusedAct::kHSwish : FusedAct::kNone, false, 0);
+          }
+          break;
+      }
+      if (q) s->set_quant(q, fuses);
+    }
+  }
+  return sites;
+}
+
+std::vector<QuantSite> find_sites(torch::nn::Module& model) {
+  std::vector<QuantSite> sites;
+  for (const auto& item : model.named_modules("", false)) {
+    const std::string& name = item.key();
+    if (auto* c = item.value()->as<nn::ConvImpl>()) {
+      if (c->input_quant) sites.push_back({name + ".input", SiteType::kInput, c->input_quant});
+      if (c->weight_quant) sites.push_back({name + ".weight", SiteType::kWeight, c->weight_quant});
+    } else if (auto* l = item.value()->as<nn::LinearImpl>()) {
+      if (l->weight_quant) sites.push_back({name + ".weight", SiteType::kWeight, l->weight_quant});
+      if (l->output_quant)
+        sites.push_back({name + ".output", SiteType::kActivation, l->output_quant});
+    } else if (auto* s = item.value()->as<nn::ActSiteImpl>()) {
+      if (s->quant) sites.push_back({name, SiteType::kActivation, s->quant});
+    }
+  }
+  return sites;
+}
+
+void set_state(const std::vector<QuantSite>& sites, QuantState state,
+               std::optional<SiteType> type) {
+  for (const auto& s : sites) {
+    if (type && s.type != *type && !(*type == SiteType::kActivation && s.type == SiteType::kInput))
+      continue;
+    s.quantizer->set_state(state);
+  }
+}
+
+void set_bits(const std::vector<QuantSite>& sites, const QuantPolicy& policy, int bits,
+              SiteType type) {
+  for (const auto& s : sites) {
+    const bool match =
+        s.type == type || (type == SiteType::kActivation && s.type == SiteType::kInput);
+    if (match && !resolve(policy, s.name, s.type).pinned_bits) s.quantizer->set_bits(bits);
+  }
+}
+
+void calibrate(nn::ClassifierImpl& model, const std::vector<QuantSite>& sites,
+               const std::function<torch::Tensor()>& next_batch) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  set_state(sites, QuantState::kOff);
+  set_state(sites, QuantState::kObserving, SiteType::kActivation);  // and input sites
+  torch::Tensor first;
+  for (auto x = next_batch(); x.defined(); x = next_batch()) {
+    if (!first.defined()) first = x;
+    model.forward(x);
+  }
+  TORCH_CHECK(first.defined(), "calibrate: no calibration batch");
+  // Weights: each quantizer initialises from its own weight on one forward.
+  set_state(sites, QuantState::kOff, SiteType::kActivation);
+  set_state(sites, QuantState::kObserving, SiteType::kWeight);
+  model.forward(first.narrow(0, 0, 1));
+  set_state(sites, QuantState::kQuantizing);
+  model.train(was_training);
+}
+
+std::vector<std::string> fp_checkpoint_ignores() {
+  return {".weight_quant.", ".input_quant.", ".quant.", ".output_quant."};
+}
+
+}  // namespace profit::quant

@@ -1,0 +1,320 @@
+// FAT pipeline: BN folding and depthwise rescaling equivalence, the rescale rules, loss and
+// schedule values, and a threshold-only smoke run (weights untouched, scales move, resume exact).
+#include <cmath>
+
+#include "helpers.h"
+#include "profit/fat/fold.h"
+#include "profit/fat/pipeline.h"
+#include "profit/fat/rescale.h"
+#include "profit/io/safetensors.h"
+#include "profit/io/state_dict.h"
+#include "profit/nn/models.h"
+
+namespace profit::fat {
+namespace {
+
+namespace fs = std::filesystem;
+using profit::testing::temp_dir;
+
+// A model whose BNs hold non-trivial statistics, so that folding has something to do.
+nn::ModelPtr model_with_bn_stats(const std::string& arch, uint64_t seed, int64_t classes = 7,
+                                 int64_t in_channels = 3) {
+  torch::manual_seed(seed);
+  nn::ModelConfig c;
+  c.arch = arch;
+  c.width = 0.25;
+  c.num_classes = classes;
+  c.in_channels = in_channels;
+  c.small_input = true;
+  auto m = nn::create_model(c);
+  torch::NoGradGuard g;
+  for (auto& mod : m->modules()) {
+    if (auto* bn = mod->as<torch::nn::BatchNorm2dImpl>()) {
+      bn->running_mean.uniform_(-0.5, 0.5);
+      bn->running_var.uniform_(0.5, 2.0);
+      bn->weight.uniform_(0.5, 1.5);
+      bn->bias.uniform_(-0.3, 0.3);
+    }
+  }
+  m->eval();
+  return m;
+}
+
+int count_bn(torch::nn::Module& m) {
+  int n = 0;
+  for (auto& mod : m.modules())
+    if (mod->as<torch::nn::BatchNorm2dImpl>()) ++n;
+  return n;
+}
+
+TEST(FatFold, FoldedModelGivesTheSameLogits) {
+  for (const std::string arch : {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small"}) {
+    auto m = model_with_bn_stats(arch, 5);
+    auto x = torch::randn({3, 3, 20, 20});
+    torch::NoGradGuard g;
+    const auto before = m->forward(x);
+    const int bns = count_bn(*m);
+    EXPECT_EQ(fold_batchnorm(*m), bns) << arch;
+    const auto after = m->forward(x);
+    EXPECT_LT((before - after).abs().max().item<double>(), 1e-4) << arch;
+  }
+}
+
+TEST(FatFold, ConvWithBiasAndExactFormula) {
+  // conv (with bias) -> BN as children of one Sequential: b' = beta + s (b - mu).
+  torch::nn::Sequential seq;
+  nn::Conv conv(nn::ConvOptions(2, 2, 1).bias(true));
+  torch::nn::BatchNorm2d bn(torch::nn::BatchNorm2dOptions(2).eps(1e-3));
+  seq->push_back(conv);
+  seq->push_back(bn);
+  {
+    torch::NoGradGuard g;
+    conv->weight.copy_(torch::tensor({1.0f, 2.0f, 3.0f, 4.0f}).view({2, 2, 1, 1}));
+    conv->bias.copy_(torch::tensor({0.5f, -1.0f}));
+    bn->running_mean.copy_(torch::tensor({1.0f, 2.0f}));
+    bn->running_var.copy_(torch::tensor({4.0f - 1e-3f, 0.25f - 1e-3f}));
+    bn->weight.copy_(torch::tensor({2.0f, 1.0f}));
+    bn->bias.copy_(torch::tensor({0.1f, 0.2f}));
+  }
+  EXPECT_EQ(fold_batchnorm(*seq), 1);
+  // s = gamma / sqrt(var + eps) = {1, 2}.
+  EXPECT_TRUE(
+      torch::allclose(conv->weight.flatten(), torch::tensor({1.0f, 2.0f, 6.0f, 8.0f}), 1e-5, 1e-6));
+  // b' = {0.1 + 1 (0.5 - 1), 0.2 + 2 (-1 - 2)} = {-0.4, -5.8}.
+  EXPECT_TRUE(torch::allclose(conv->bias, torch::tensor({-0.4f, -5.8f}), 1e-5, 1e-6));
+}
+
+TEST(FatRescale, FactorRules) {
+  RescalePair st;
+  // ReLU6: channel 0 locked (M >= 5.9) -> T_a = 1; channel 2 capped at 6/4; channel 3 dead.
+  auto s = rescale_factors({1.0, 2.0, 0.5, 1e-15}, {6.0, 2.0, 4.0, 1.0}, true, 5.9, &st);
+  ASSERT_EQ(s.size(), 4u);
+  EXPECT_DOUBLE_EQ(s[0], 1.0);
+  EXPECT_DOUBLE_EQ(s[1], 0.5);
+  EXPECT_DOUBLE_EQ(s[2], 1.5);
+  EXPECT_DOUBLE_EQ(s[3], 1.0);
+  EXPECT_EQ(st.locked, 1);
+  EXPECT_EQ(st.capped, 1);
+  EXPECT_EQ(st.dead, 1);
+  EXPECT_DOUBLE_EQ(st.t_a, 1.0);
+  // ReLU: T_a = max T = 4, cap M_max / M_k.
+  s = rescale_factors({1.0, 2.0, 4.0}, {1.0, 2.0, 8.0}, false, 5.9, &st);
+  EXPECT_DOUBLE_EQ(s[0], 4.0);
+  EXPECT_DOUBLE_EQ(s[1], 2.0);
+  EXPECT_DOUBLE_EQ(s[2], 1.0);
+  s = rescale_factors({1.0, 4.0}, {4.0, 1.0}, false, 5.9, &st);  // 4 capped at M_max/M = 1
+  EXPECT_DOUBLE_EQ(s[0], 1.0);
+  EXPECT_EQ(st.capped, 1);
+  // No locked channel with ReLU6: T_a = max T.
+  s = rescale_factors({1.0, 2.0}, {1.0, 1.0}, true, 5.9, &st);
+  EXPECT_DOUBLE_EQ(st.t_a, 2.0);
+  EXPECT_DOUBLE_EQ(s[0], 2.0);
+}
+
+TEST(FatRescale, OutputsUnchangedAndThresholdsEqualised) {
+  for (const std::string arch : {"mobilenet_v1", "mobilenet_v2"}) {
+    auto m = model_with_bn_stats(arch, 9);
+    fold_batchnorm(*m);
+    torch::manual_seed(1);
+    const auto x = torch::randn({6, 3, 16, 16});
+    torch::Tensor before;
+    {
+      torch::NoGradGuard g;
+      before = m->forward(x);
+    }
+    bool fed = false;
+    const auto report = rescale_depthwise_pointwise(*m, [&]() -> torch::Tensor {
+      if (fed) return {};
+      fed = true;
+      return x;
+    });
+    ASSERT_FALSE(report.pairs.empty()) << arch;
+    torch::NoGradGuard g;
+    const auto after = m->forward(x);
+    EXPECT_LT((before - after).abs().max().item<double>(),
+              1e-4 * std::max(1.0, before.abs().max().item<double>()))
+        << arch;
+    // Uncapped, unlocked, live channels end at the control threshold T_a.
+    int64_t checked = 0;
+    for (const auto& p : report.pairs) {
+      for (size_t k = 0; k < p.scale.size(); ++k) {
+        const bool locked = p.relu6 && p.m[k] >= 5.9;
+        const bool capped_or_dead = std::abs(p.scale[k] - p.t_a / p.t_before[k]) > 1e-9;
+        if (locked || capped_or_dead) continue;
+        EXPECT_NEAR(p.t_after[k], p.t_a, 1e-5 * p.t_a) << p.depthwise << " channel " << k;
+        ++checked;
+      }
+    }
+    EXPECT_GT(checked, 0) << arch;
+  }
+  nn::ModelConfig c;
+  c.arch = "mobilenet_v3_small";
+  auto v3 = nn::create_model(c);
+  EXPECT_THAT(profit::testing::error_of(
+                  [&] { rescale_depthwise_pointwise(*v3, [] { return torch::Tensor(); }); }),
+              ::testing::HasSubstr("mobilenet_v3_small"));
+}
+
+TEST(FatLoss, HandComputedValues) {
+  const auto s = torch::tensor({1.0, 2.0, 3.0, 4.0}, torch::kDouble).view({2, 2});
+  const auto t = torch::tensor({0.0, 2.0, 3.0, 6.0}, torch::kDouble).view({2, 2});
+  // d = {1, 0, 0, -2}: sum of squares 5 over N = 2.
+  EXPECT_NEAR(fat_loss(s, t, "rmse").item<double>(), std::sqrt(2.5), 1e-12);
+  const double ch = (std::sqrt(1 + 1e-5) + 2 * std::sqrt(1e-5) + std::sqrt(4 + 1e-5)) / 2;
+  EXPECT_NEAR(fat_loss(s, t, "charbonnier").item<double>(), ch, 1e-12);
+  EXPECT_THAT(profit::testing::error_of([&] { fat_loss(s, t, "l1"); }),
+              ::testing::HasSubstr("unknown loss 'l1'"));
+  // Gradient of the RMSE: d/ds = d / (N L).
+  auto sv = s.clone().requires_grad_(true);
+  fat_loss(sv, t, "rmse").backward();
+  const auto expected = (s - t) / (2 * std::sqrt(2.5));
+  EXPECT_TRUE(torch::allclose(sv.grad(), expected, 1e-12, 1e-12));
+}
+
+TEST(FatSchedule, ValuesAroundTheReset) {
+  const double lr0 = 1e-3, lam = 1e-4;
+  const int64_t k = 400;
+  EXPECT_NEAR(fat_lr(lr0, lam, k, 0), 1e-3 + 1e-7, 1e-15);
+  EXPECT_NEAR(fat_lr(lr0, lam, k, 399),
+              lr0 * std::exp(-lam * 399) * std::cos(M_PI * 399 / 1600.0) + 1e-7, 1e-15);
+  EXPECT_NEAR(fat_lr(lr0, lam, k, 400), lr0 * std::exp(-lam * 400) + 1e-7, 1e-15);
+  EXPECT_NEAR(fat_lr(lr0, lam, k, 401), lr0 * std::exp(-lam * 401) * std::cos(M_PI / 1600.0) + 1e-7,
+              1e-15);
+  EXPECT_FALSE(fat_reset_before(0, k));
+  EXPECT_FALSE(fat_reset_before(399, k));
+  EXPECT_TRUE(fat_reset_before(400, k));
+  EXPECT_FALSE(fat_reset_before(401, k));
+  EXPECT_TRUE(fat_reset_before(800, k));
+}
+
+// Clearing the optimizer state is how the pipeline resets Adam: the next step behaves like the
+// first step of a fresh optimizer.
+TEST(FatSchedule, ClearedAdamStepsLikeAFreshOne) {
+  auto p = torch::tensor({1.0, -2.0}, torch::kDouble).requires_grad_(true);
+  auto q = p.detach().clone().requires_grad_(true);
+  torch::optim::Adam a({p}, torch::optim::AdamOptions(0.1));
+  auto step = [](torch::optim::Adam& opt, torch::Tensor& v, double scale) {
+    opt.zero_grad();
+    (v * v * scale).sum().backward();
+    opt.step();
+  };
+  step(a, p, 1.0);
+  step(a, p, 3.0);
+  a.state().clear();
+  {
+    torch::NoGradGuard g;
+    q.copy_(p);
+  }
+  torch::optim::Adam fresh({q}, torch::optim::AdamOptions(0.1));
+  step(a, p, 2.0);
+  step(fresh, q, 2.0);
+  EXPECT_TRUE(torch::equal(p, q));
+}
+
+train::TrainConfig smoke_config(const fs::path& dir, const std::string& weights) {
+  train::TrainConfig cfg;
+  cfg.model.arch = "mobilenet_v2";
+  cfg.model.width = 0.25;
+  cfg.model.small_input = true;
+  cfg.data.name = "synthetic";
+  cfg.data.synthetic_size = 64;
+  cfg.data.image_size = 12;
+  cfg.init_weights = weights;
+  cfg.epochs = 2;
+  cfg.batch_size = 8;
+  cfg.eval_batch_size = 32;
+  cfg.lr = 1e-2;
+  cfg.workers = 1;
+  cfg.seed = 4;
+  cfg.device = "cpu";
+  cfg.progress = false;
+  cfg.log_every = 1;
+  cfg.fat.w_bits = 4;
+  cfg.fat.a_bits = 4;
+  cfg.fat.calib_images = 16;
+  cfg.fat.fraction = 1.0;
+  cfg.fat.holdout = 0.25;
+  cfg.fat.reset_steps = 3;
+  cfg.out_dir = (dir / "run").string();
+  return cfg;
+}
+
+bool is_quantizer_key(const std::string& k) {
+  for (const auto* part : {".weight_quant.", ".input_quant.", ".quant.", ".output_quant."})
+    if (k.find(part) != std::string::npos) return true;
+  return false;
+}
+
+TEST(FatPipeline, ThresholdOnlyTrainingAndExactResume) {
+  const auto dir = temp_dir();
+  // FP weights: a random model with BN statistics, for 10 synthetic classes on 3x12x12 images.
+  auto fp = model_with_bn_stats("mobilenet_v2", 11, 10, 1);
+  const auto weights = (dir / "fp.safetensors").string();
+  io::save_safetensors(weights, io::state_dict(*fp));
+
+  auto cfg = smoke_config(dir, weights);
+  const auto full = run_fat(cfg);
+  ASSERT_FALSE(full.stopped_early);
+  const auto& j = full.json;
+  EXPECT_EQ(j["steps"].get<int64_t>(), 2 * (48 / 8));  // 64 images, 16 held out, batch 8
+  EXPECT_EQ(j["holdout_images"].get<int64_t>(), 16);
+  EXPECT_FALSE(j["rescaled"].get<bool>());  // per-filter by default: no rescaling
+  EXPECT_GE(j["best_holdout_loss"].get<double>(), 0.0);
+
+  // Weights, biases and BN values are exactly the folded FP model's; the scales moved, except
+  // the fixed input quantizer's.
+  auto folded = nn::create_model(fp->config);
+  io::load_state_dict(*folded, io::load_weights_file(weights), true, weights);
+  fold_batchnorm(*folded);
+  const auto ref = io::state_dict(*folded);
+  const auto trained =
+      io::load_weights_file((fs::path(cfg.out_dir) / "final.safetensors").string());
+  int64_t weights_checked = 0, scales_moved = 0, scales = 0;
+  for (const auto& [k, v] : trained) {
+    if (!is_quantizer_key(k)) {
+      ASSERT_TRUE(ref.count(k)) << k;
+      EXPECT_TRUE(torch::equal(v, ref.at(k))) << k;
+      ++weights_checked;
+    } else if (k.find(".alpha") != std::string::npos) {
+      ++scales;
+      const bool moved =
+          !torch::equal(v, torch::ones_like(v)) && !torch::equal(v, torch::zeros_like(v));
+      if (k.rfind("features.0.0.input_quant.", 0) == 0) {
+        EXPECT_FALSE(moved) << k << " (the input quantizer is fixed)";
+      } else if (moved) {
+        ++scales_moved;
+      }
+    }
+  }
+  EXPECT_EQ(weights_checked, static_cast<int64_t>(ref.size()));
+  EXPECT_GT(scales, 10);
+  EXPECT_GT(scales_moved, scales / 4);
+
+  // Stop mid-run, resume: bit-identical final state.
+  auto cfg2 = cfg;
+  cfg2.out_dir = (dir / "run2").string();
+  cfg2.stop_after = 7;
+  ASSERT_TRUE(run_fat(cfg2).stopped_early);
+  cfg2.stop_after = 0;
+  cfg2.resume = true;
+  const auto resumed = run_fat(cfg2);
+  ASSERT_FALSE(resumed.stopped_early);
+  const auto again = io::load_weights_file((fs::path(cfg2.out_dir) / "final.safetensors").string());
+  ASSERT_EQ(again.size(), trained.size());
+  for (const auto& [k, v] : trained) EXPECT_TRUE(torch::equal(v, again.at(k))) << k;
+  EXPECT_EQ(resumed.json["after"]["top1"], j["after"]["top1"]);
+}
+
+TEST(FatPipeline, BadSettingsNameTheKey) {
+  const auto dir = temp_dir();
+  auto cfg = smoke_config(dir, "");
+  EXPECT_THAT(profit::testing::error_of([&] { run_fat(cfg); }),
+              ::testing::HasSubstr("init_weights"));
+  cfg.init_weights = (dir / "missing.safetensors").string();
+  cfg.fat.w_bits = 9;
+  EXPECT_THAT(profit::testing::error_of([&] { run_fat(cfg); }),
+              ::testing::HasSubstr("fat.w_bits must be in [2, 8], got 9"));
+}
+
+}  // namespace
+}  // namespace profit::fat

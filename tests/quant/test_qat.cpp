@@ -1,0 +1,265 @@
+#include <cmath>
+#include <fstream>
+
+#include "helpers.h"
+#include "profit/io/state_dict.h"
+#include "profit/quant/cost.h"
+#include "profit/quant/duq.h"
+#include "profit/quant/qat.h"
+
+namespace profit::quant {
+namespace {
+
+nn::ModelPtr tiny(const std::string& arch, double width = 0.25) {
+  nn::ModelConfig cfg;
+  cfg.arch = arch;
+  cfg.width = width;
+  cfg.num_classes = 10;
+  cfg.in_channels = 1;
+  cfg.small_input = true;
+  if (arch == "mobilenet_v3_large") cfg.se_position = "pre_act", cfg.negative_padding = true;
+  torch::manual_seed(3);
+  return nn::create_model(cfg);
+}
+
+std::map<std::string, QuantSite> by_name(const std::vector<QuantSite>& sites) {
+  std::map<std::string, QuantSite> m;
+  for (const auto& s : sites) m.emplace(s.name, s);
+  return m;
+}
+
+// profit.md §6.2: where MobileNetV2's quantizers go and which kind each one is.
+TEST(Qat, MobileNetV2Layout) {
+  auto model = tiny("mobilenet_v2");
+  const auto sites = quantize(*model, QuantPolicy());
+  auto m = by_name(sites);
+  int weights = 0;
+  for (const auto& s : sites) weights += s.type == SiteType::kWeight;
+  EXPECT_EQ(weights, 52 + 1);  // 52 convs + classifier
+  auto kind = [&](const std::string& n) { return m.at(n).quantizer->spec().kind(); };
+  EXPECT_EQ(kind("features.0.2"), SiteKind::kU);  // stem ReLU6 site: U fused
+  EXPECT_EQ(m.at("features.0.2").quantizer->spec().fused(), FusedAct::kReLU);
+  EXPECT_TRUE(m.at("features.0.2").quantizer->spec().relu6_cap());
+  EXPECT_EQ(m.count("features.1.input_site"), 0u);  // t = 1 block: no branch-input quantizer
+  EXPECT_EQ(kind("features.2.input_site"), SiteKind::kS);
+  EXPECT_EQ(kind("features.18.0.input"), SiteKind::kS);  // last 1x1 conv input
+  EXPECT_EQ(m.count("features.18.2"), 0u);               // FP ReLU before pooling
+  EXPECT_EQ(kind("pool_site"), SiteKind::kU);
+  EXPECT_EQ(m.at("pool_site").quantizer->spec().fused(), FusedAct::kNone);
+  EXPECT_EQ(kind("classifier.1.weight"), SiteKind::kW);
+  EXPECT_EQ(m.at("features.0.2").quantizer->bits(), 4);
+}
+
+// profit.md §6.3: V3 stem h-swish FP, block-1 branch input H pure, SE gate FP, tail H sites.
+TEST(Qat, MobileNetV3Layout) {
+  auto model = tiny("mobilenet_v3_large");
+  auto m = by_name(quantize(*model, QuantPolicy()));
+  auto kind = [&](const std::string& n) { return m.at(n).quantizer->spec().kind(); };
+  EXPECT_EQ(m.count("features.0.2"), 0u);
+  EXPECT_EQ(kind("features.1.block.0.0.input"), SiteKind::kH);
+  EXPECT_EQ(kind("features.1.block.0.2"), SiteKind::kU);           // block 1 is ReLU
+  EXPECT_EQ(kind("features.4.block.2.input_site"), SiteKind::kS);  // SE input
+  EXPECT_EQ(kind("features.4.block.2.relu"), SiteKind::kU);
+  EXPECT_EQ(m.count("features.4.block.2.gate"), 0u);
+  EXPECT_EQ(kind("features.7.block.0.2"), SiteKind::kH);
+  EXPECT_EQ(m.at("features.7.block.0.2").quantizer->spec().fused(), FusedAct::kHSwish);
+  EXPECT_EQ(kind("features.16.0.input"), SiteKind::kS);
+  EXPECT_EQ(m.count("features.16.2"), 0u);
+  EXPECT_EQ(kind("pool_site"), SiteKind::kH);
+  EXPECT_EQ(kind("classifier.1"), SiteKind::kH);
+}
+
+// Parameter names are unchanged: the FP state dict loads into the QAT model, and the only new
+// keys are quantizer parameters.
+TEST(Qat, FpCheckpointLoadsIntoQatModel) {
+  auto fp = tiny("mobilenet_v2");
+  auto q = tiny("mobilenet_v2");
+  quantize(*q, QuantPolicy());
+  auto fp_keys = io::state_dict(*fp);
+  auto report = io::load_state_dict(*q, fp_keys, true, "fp", fp_checkpoint_ignores());
+  EXPECT_EQ(report.loaded.size(), fp_keys.size());
+  EXPECT_ERROR_CONTAINS(io::load_state_dict(*q, fp_keys, true, "fp"),
+                        "fp: missing key 'features.0.0.weight_quant.");
+}
+
+TEST(Qat, PolicyOverridesAndFiles) {
+  const auto dir = profit::testing::temp_dir();
+  const auto path = (dir / "p.yaml").string();
+  std::ofstream(path) << "method: duq\nact_bits: 3\nweight_bits: 3\noverrides:\n"
+                         "  - {pattern: 'features.0.0.weight', bits: 8}\n"
+                         "  - {pattern: 'classifier.*', skip: true}\n";
+  const auto policy = load_policy(path);
+  auto model = tiny("mobilenet_v2");
+  const auto sites = quantize(*model, policy);
+  auto m = by_name(sites);
+  EXPECT_EQ(m.at("features.0.0.weight").quantizer->bits(), 8);
+  EXPECT_EQ(m.at("features.2.conv.0.0.weight").quantizer->bits(), 3);
+  EXPECT_EQ(m.count("classifier.1.weight"), 0u);
+  set_bits(sites, policy, 2, SiteType::kWeight);  // progressive lowering keeps pinned sites
+  EXPECT_EQ(m.at("features.0.0.weight").quantizer->bits(), 8);
+  EXPECT_EQ(m.at("features.2.conv.0.0.weight").quantizer->bits(), 2);
+  EXPECT_EQ(m.at("features.0.2").quantizer->bits(), 3);
+
+  std::ofstream(dir / "bad.yaml") << "method: duq\nact_bitz: 4\n";
+  EXPECT_ERROR_CONTAINS(load_policy((dir / "bad.yaml").string()),
+                        "bad.yaml: unknown key 'act_bitz'");
+  std::ofstream(dir / "bits.yaml") << "weight_bits: 9\n";
+  EXPECT_ERROR_CONTAINS(load_policy((dir / "bits.yaml").string()),
+                        "key 'weight_bits' must be in [2, 8], got 9");
+  std::ofstream(dir / "m.yaml") << "method: nope\n";
+  auto other = tiny("mobilenet_v2");
+  EXPECT_ERROR_CONTAINS(quantize(*other, load_policy((dir / "m.yaml").string())),
+                        "features.0.0.weight: unknown quantizer 'nope'");
+  EXPECT_TRUE(glob_match("features.*.weight", "features.3.conv.1.0.weight"));
+  EXPECT_FALSE(glob_match("features.?.weight", "features.12.weight"));
+}
+
+// Calibrated quantized models follow the FP model more closely at 8 bits than at 4 bits, for
+// every method and architecture: an end-to-end check of the slots (weights, inputs, activation
+// sites) and of calibrate(). Random batch-normalised networks are chaotic (a single 8-bit layer
+// already moves the logits by 5-20 %), so absolute closeness is checked on the trained reference
+// model by scripts/ptq_table.sh instead.
+TEST(Qat, CalibratedErrorShrinksWithBits) {
+  for (const std::string method : {"minmax", "duq", "lsq", "pact", "fat", "qil", "dsq"}) {
+    for (const std::string arch : {"mobilenet_v2", "mobilenet_v3_large", "mobilenet_v1"}) {
+      // Every method on MobileNetV2; the simplest and the two main learned ones on V1 and V3.
+      if (arch != "mobilenet_v2" && method != "minmax" && method != "duq" && method != "lsq")
+        continue;
+      auto fp = tiny(arch, 0.5);
+      torch::manual_seed(1);
+      auto x = torch::randn({8, 1, 28, 28});
+      {
+        // BN statistics of this batch (momentum 1), as in a trained model.
+        torch::NoGradGuard g;
+        for (auto& m : fp->modules())
+          if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) bn->options.momentum(1.0);
+        fp->train();
+        fp->forward(x);
+        fp->eval();
+      }
+      torch::Tensor yf;
+      {
+        torch::NoGradGuard g;
+        yf = fp->forward(x);
+      }
+      auto rel_error = [&](int bits) {
+        auto q = tiny(arch, 0.5);
+        QuantPolicy p;
+        p.method = method;
+        p.act_bits = p.weight_bits = bits;
+        p.relu6_to_relu = false;
+        const auto sites = quantize(*q, p);
+        io::load_state_dict(*q, io::state_dict(*fp), true, "fp", fp_checkpoint_ignores());
+        int batches = 0;
+        calibrate(*q, sites, [&] { return batches++ < 2 ? x : torch::Tensor(); });
+        for (const auto& s : sites)
+          EXPECT_EQ(s.quantizer->state(), QuantState::kQuantizing) << s.name;
+        q->eval();
+        torch::NoGradGuard g;
+        return ((q->forward(x) - yf).norm() / yf.norm()).item<double>();
+      };
+      const double r8 = rel_error(8), r4 = rel_error(4);
+      EXPECT_GT(r8, 0.0) << arch << " " << method;  // it did quantize
+      EXPECT_LT(r8, r4) << arch << " " << method;
+      EXPECT_TRUE(std::isfinite(r4)) << arch << " " << method;
+    }
+  }
+}
+
+// A calibrated QAT model round-trips through its state dict: the fresh copy quantizes at once
+// (the "initialized" flags are saved) and gives the same logits.
+TEST(Qat, CalibratedStateDictRoundTrip) {
+  auto a = tiny("mobilenet_v2");
+  const auto sa = quantize(*a, QuantPolicy());
+  auto x = torch::randn({4, 1, 28, 28});
+  int n = 0;
+  calibrate(*a, sa, [&] { return n++ < 1 ? x : torch::Tensor(); });
+  auto b = tiny("mobilenet_v2");
+  const auto sb = quantize(*b, QuantPolicy());
+  EXPECT_FALSE(sb[0].quantizer->initialized());
+  io::load_state_dict(*b, io::state_dict(*a), true, "qat");
+  set_state(sb, QuantState::kQuantizing);
+  for (const auto& s : sb) EXPECT_TRUE(s.quantizer->initialized()) << s.name;
+  a->eval();
+  b->eval();
+  torch::NoGradGuard g;
+  EXPECT_TRUE(torch::equal(a->forward(x), b->forward(x)));
+}
+
+// MACs and BOPS of known layers (one 1x28x28 image, small-input stem, stride 1).
+TEST(Qat, CostAccounting) {
+  auto model = tiny("mobilenet_v2");
+  quantize(*model, QuantPolicy());
+  const auto r = measure_cost(*model, 1, 28, 28, 8);
+  ASSERT_EQ(r.layers.size(), 53u);
+  const auto& stem = r.layers[0];  // 1 -> 8 channels, 3x3, 28x28 output
+  EXPECT_EQ(stem.name, "features.0.0");
+  EXPECT_EQ(stem.macs, 28 * 28 * 8 * 9);
+  EXPECT_EQ(stem.input_bits, 8);  // the image
+  EXPECT_EQ(stem.weight_bits, 4);
+  EXPECT_EQ(r.layers[1].input_bits, 4);  // after the stem's quantized ReLU
+  EXPECT_TRUE(r.layers[1].depthwise);
+  const auto& fc = r.layers.back();
+  EXPECT_TRUE(fc.linear);
+  EXPECT_EQ(fc.macs, 1280 * 10);
+  EXPECT_EQ(fc.input_bits, 4);  // the pooled quantizer
+  double bops = 0, wbits = 0;
+  for (const auto& l : r.layers)
+    bops += double(l.macs) * l.weight_bits * l.input_bits, wbits += 4.0 * l.weight_numel;
+  EXPECT_DOUBLE_EQ(r.bops, bops);
+  EXPECT_DOUBLE_EQ(r.weight_bits, wbits);
+  // The FP model: every layer at 32 bits except the image input.
+  auto fp = tiny("mobilenet_v2");
+  const auto rf = measure_cost(*fp, 1, 28, 28, 8);
+  EXPECT_EQ(rf.macs, r.macs);
+  EXPECT_EQ(rf.layers[1].input_bits, 32);
+  EXPECT_DOUBLE_EQ(rf.size_bits(), 32.0 * nn::count_parameters(*fp));
+}
+
+// profit.md §2: the negative pad equals the H grid's lowest level for any a, c, b, and the
+// padded conv equals an explicit constant pad followed by an unpadded conv.
+TEST(NegativePadding, PadIsTheLowestHswishLevelAndConvIsExplicitPad) {
+  for (int bits : {2, 3, 4, 8}) {
+    for (double a : {0.5, 2.0, 7.0}) {
+      DuqImpl q(QuantSpec("duq", bits, SiteKind::kH));
+      q.set_interval(a, 1.3 * a);
+      q.set_state(QuantState::kQuantizing);
+      auto y = q.forward(torch::linspace(-10, 10, 2001));
+      EXPECT_FLOAT_EQ(y.min().item<float>(), -0.375f);
+    }
+  }
+  torch::manual_seed(2);
+  nn::Conv conv(nn::ConvOptions(5, 5, 5).groups(5).stride(2).pad_value(-0.375));
+  auto x = torch::randn({2, 5, 9, 11});
+  const std::vector<int64_t> stride{2, 2}, padding{0, 0}, dilation{1, 1};
+  auto expected = torch::conv2d(torch::constant_pad_nd(x, {2, 2, 2, 2}, -0.375), conv->weight,
+                                torch::Tensor(), at::IntArrayRef(stride), at::IntArrayRef(padding),
+                                at::IntArrayRef(dilation), 5);
+  EXPECT_TRUE(torch::allclose(conv(x), expected, 1e-6, 1e-6));
+}
+
+// With b = 4, every value a negatively padded depthwise conv sees, border included, is on the
+// h-swish grid {-3/8 + k c/15}; with zero padding the border is off the grid.
+TEST(NegativePadding, BorderValuesAreOnTheGrid) {
+  DuqImpl q(QuantSpec("duq", 4, SiteKind::kH).fused(FusedAct::kHSwish));
+  q.set_interval(2.5, 2.2);
+  q.set_state(QuantState::kQuantizing);
+  torch::manual_seed(4);
+  auto h = q.forward(torch::randn({2, 3, 6, 7}) * 2).detach();
+  auto on_grid = [](const torch::Tensor& v) {
+    auto k = (v + 0.375) * 15.0 / 2.2;
+    return torch::allclose(k, k.round(), 0.0, 1e-4);
+  };
+  EXPECT_TRUE(on_grid(torch::constant_pad_nd(h, {1, 1, 1, 1}, -0.375)));
+  EXPECT_FALSE(on_grid(torch::constant_pad_nd(h, {1, 1, 1, 1}, 0.0)));
+  // The V3 model pads exactly the dw convs fed by h-swish (profit.md §2, blocks 1 and 7-15).
+  auto model = tiny("mobilenet_v3_large");
+  auto mods = model->named_modules();
+  EXPECT_EQ(mods["features.1.block.0.0"]->as<nn::ConvImpl>()->options.pad_value(), -0.375);
+  EXPECT_EQ(mods["features.2.block.1.0"]->as<nn::ConvImpl>()->options.pad_value(), 0.0);
+  EXPECT_EQ(mods["features.8.block.1.0"]->as<nn::ConvImpl>()->options.pad_value(), -0.375);
+  EXPECT_EQ(mods["features.0.0"]->as<nn::ConvImpl>()->options.pad_value(), 0.0);
+}
+
+}  // namespace
+}  // namespace profit::quant
