@@ -1,5 +1,6 @@
 #include "profit/nn/layers.h"
 
+#include "profit/nn/conv_observer.h"
 #include "profit/quant/quantizer.h"
 
 namespace profit::nn {
@@ -60,6 +61,11 @@ torch::Tensor ConvImpl::conv_with(const torch::Tensor& x, const torch::Tensor& w
   return F::detail::conv2d(padded, w, bias, options.stride(), 0, 1, options.groups());
 }
 
+ConvObserver*& conv_observer() {
+  thread_local ConvObserver* observer = nullptr;
+  return observer;
+}
+
 CostRecorder*& cost_recorder() {
   thread_local CostRecorder* recorder = nullptr;
   return recorder;
@@ -117,6 +123,7 @@ torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
   auto w = effective_weight();
   auto y = conv_with(in, w);
   record(name, w, y, w.size(1) * w.size(2) * w.size(3), weight_quant, is_depthwise(), false);
+  if (auto* observer = conv_observer()) (*observer)(*this, in, w, y);
   return y;
 }
 

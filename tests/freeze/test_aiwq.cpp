@@ -1,0 +1,154 @@
+// AIWQ (profit.md §3.6): zero for identical weights, the closed form under exact scaling, the
+// channel/outlier/EMA rules, exact zero for an h-swish-padded depthwise conv, ranking and groups.
+#include <cmath>
+
+#include "helpers.h"
+#include "profit/freeze/aiwq.h"
+#include "profit/nn/layers.h"
+#include "profit/nn/models.h"
+
+namespace profit::freeze {
+namespace {
+
+TEST(Aiwq, IdenticalOutputsGiveZero) {
+  torch::manual_seed(0);
+  auto y = torch::randn({4, 6, 5, 5});
+  const auto s = gaussian_kl(y, y);
+  EXPECT_EQ(s.kept, 6);
+  EXPECT_EQ(s.value, 0.0);
+}
+
+TEST(Aiwq, ExactScalingClosedForm) {
+  torch::manual_seed(1);
+  auto y_old = torch::randn({3, 4, 6, 6}, torch::kDouble) * 2.0 + 0.7;
+  const double s = 1.3;
+  const auto y_new = y_old * s;
+  // KL_k = -ln s + s^2/2 - 1/2 + (s - 1)^2 mu_k^2 / (2 sigma_k^2), averaged over channels.
+  auto flat = y_old.transpose(0, 1).reshape({4, -1});
+  const auto mu = flat.mean(1);
+  const auto var = (flat - mu.unsqueeze(1)).pow(2).sum(1) / (flat.size(1) - 1);
+  const auto expected = (-std::log(s) + s * s / 2 - 0.5 + (s - 1) * (s - 1) * mu.pow(2) / (2 * var))
+                            .mean()
+                            .item<double>();
+  const auto got = gaussian_kl(y_new, y_old);
+  EXPECT_EQ(got.kept, 4);
+  EXPECT_NEAR(got.value, expected, 1e-12);
+}
+
+TEST(Aiwq, ConstantChannelIsDroppedAndOutlierDiscarded) {
+  torch::manual_seed(2);
+  auto y_old = torch::randn({2, 3, 4, 4}, torch::kDouble);
+  auto y_new = y_old.clone();
+  y_new.select(1, 1).fill_(5.0);  // sigma_new = 0 on channel 1
+  y_new.select(1, 2).mul_(2.0);   // channel 2: KL = -ln 2 + 2 - 1/2 + mu^2/(2 sigma^2)
+  const auto s = gaussian_kl(y_new, y_old);
+  EXPECT_EQ(s.kept, 2);
+  auto c2 = y_old.select(1, 2).reshape({-1});
+  const double mu = c2.mean().item<double>();
+  const double var = (c2 - mu).pow(2).sum().item<double>() / (c2.numel() - 1);
+  EXPECT_NEAR(s.value, (0.0 + (-std::log(2.0) + 1.5 + mu * mu / (2 * var))) / 2, 1e-12);
+
+  // Meter rules on a one-conv model: EMA 0.999, v > 1 discarded, no channel -> skipped.
+  torch::nn::Sequential seq(nn::Conv(nn::ConvOptions(2, 2, 1)));
+  AiwqMeter meter(*seq);
+  meter.add(0, {0.5, 3});
+  meter.add(0, {0.2, 3});
+  meter.add(0, {1.5, 3});           // outlier
+  meter.add(0, {0.0, 0});           // nothing kept
+  meter.add(0, {std::nan(""), 3});  // non-finite
+  const auto& l = meter.layers()[0];
+  EXPECT_NEAR(l.score, 0.001 * 0.2 + 0.999 * 0.001 * 0.5, 1e-15);
+  EXPECT_EQ(l.accepted, 2);
+  EXPECT_EQ(l.discarded, 1);
+  EXPECT_EQ(l.skipped, 2);
+}
+
+// With -3/8 padding and unchanged weights the project's AIWQ is exactly 0; the reference's
+// zero-padded Y_old would not be (§3.4).
+TEST(Aiwq, HswishPaddedDepthwiseWithUnchangedWeightsIsZero) {
+  torch::manual_seed(3);
+  nn::Conv conv(nn::ConvOptions(4, 4, 3).groups(4).pad_value(-0.375));
+  torch::nn::Sequential seq(conv);
+  seq->train();
+  AiwqMeter meter(*seq);
+  meter.start();
+  auto x = torch::rand({2, 4, 7, 7});
+  seq->forward(x);  // first iteration: no snapshot, skipped
+  seq->forward(x);
+  meter.stop();
+  const auto& l = meter.layers()[0];
+  EXPECT_EQ(l.skipped, 1);
+  EXPECT_EQ(l.accepted, 1);
+  EXPECT_EQ(l.score, 0.0);
+  // The reference formula: zero padding for Y_old.
+  torch::NoGradGuard g;
+  const std::vector<int64_t> one{1, 1}, pad{1, 1};
+  auto y_ref_old = torch::conv2d(x, conv->weight, torch::Tensor(), at::IntArrayRef(one),
+                                 at::IntArrayRef(pad), at::IntArrayRef(one), 4);
+  EXPECT_GT(gaussian_kl(conv(x), y_ref_old).value, 0.0);
+}
+
+TEST(Aiwq, MeterSamplesTrainingForwardsOnly) {
+  torch::manual_seed(4);
+  nn::Conv conv(nn::ConvOptions(3, 5, 3));
+  torch::nn::Sequential seq(conv);
+  AiwqMeter meter(*seq);
+  meter.start();
+  auto x = torch::randn({2, 3, 6, 6});
+  seq->train();
+  seq->forward(x);
+  {
+    torch::NoGradGuard g;
+    conv->weight.mul_(1.5);  // exact scaling of a bias-free conv
+  }
+  auto y_new = seq->forward(x);
+  seq->eval();
+  seq->forward(x);  // ignored
+  meter.stop();
+  const auto& l = meter.layers()[0];
+  EXPECT_EQ(l.skipped, 1);
+  EXPECT_EQ(l.accepted, 1);
+  EXPECT_NEAR(l.score, 0.001 * gaussian_kl(y_new, y_new / 1.5).value, 1e-9);
+  EXPECT_GT(l.score, 0.0);
+  // new_epoch() drops the snapshot: the next training forward is skipped again.
+  meter.new_epoch();
+  meter.start();
+  seq->train();
+  seq->forward(x);
+  meter.stop();
+  EXPECT_EQ(meter.layers()[0].skipped, 2);
+  EXPECT_EQ(nn::conv_observer(), nullptr);  // stop() uninstalled it
+}
+
+TEST(Aiwq, RankingIsStableAndGroupsFollowTheSpec) {
+  nn::ModelConfig c;
+  c.arch = "mobilenet_v2";
+  c.width = 0.25;
+  c.num_classes = 10;
+  auto m = nn::create_model(c);
+  AiwqMeter meter(*m);
+  EXPECT_EQ(meter.layers().size(), 52u);  // profit.md §3.2: L = 52 for MobileNetV2
+  meter.add(5, {0.9, 1});
+  meter.add(2, {0.9, 1});
+  meter.add(7, {0.3, 1});
+  const auto r = meter.ranking();
+  EXPECT_EQ(r[0], meter.layers()[2].name);  // tie with layer 5: module order
+  EXPECT_EQ(r[1], meter.layers()[5].name);
+  EXPECT_EQ(r[2], meter.layers()[7].name);
+  EXPECT_EQ(r[3], meter.layers()[0].name);
+  EXPECT_EQ(frozen_layers(r, 0, 3).size(), 0u);
+  EXPECT_EQ(frozen_layers(r, 1, 3).size(), 17u);  // groups 17 / 17 / 18
+  EXPECT_EQ(frozen_layers(r, 2, 3).size(), 34u);
+  EXPECT_EQ(frozen_layers(r, 3, 3).size(), 52u);
+  // Scores survive a JSON round trip; a different model is refused.
+  AiwqMeter again(*m);
+  again.load_json(meter.to_json());
+  EXPECT_EQ(again.ranking(), r);
+  torch::nn::Sequential other(nn::Conv(nn::ConvOptions(2, 2, 1)));
+  AiwqMeter small(*other);
+  EXPECT_THAT(profit::testing::error_of([&] { small.load_json(meter.to_json()); }),
+              ::testing::HasSubstr("this model has 1"));
+}
+
+}  // namespace
+}  // namespace profit::freeze
