@@ -12,13 +12,15 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build profit >/dev/null
 mkdir -p "$out"
 jsons=()
+fp_flag=""  # the FP model is evaluated by the first run only
 for bits in 8 4; do
   for method in duq lsq pact qil dsq fat minmax; do
     j=$out/${method}_w${bits}a${bits}.json
-    cmd="./build/profit ptq --run $run -w $weights --method $method --w-bits $bits --a-bits $bits --calib-images 256 --seed 1 --progress false --json $j"
+    cmd="./build/profit ptq --run $run -w $weights --method $method --w-bits $bits --a-bits $bits --calib-images 256 --seed 1 --progress false --json $j $fp_flag"
     echo "+ $cmd"
     $cmd
     jsons+=("$j")
+    fp_flag="--no-fp"
   done
 done
 /usr/bin/python3 scripts/write_results.py ptq "scripts/ptq_table.sh $run" "${jsons[@]}"

@@ -98,7 +98,9 @@ Action add_ptq(CLI::App& app) {
   auto run_dir = std::make_shared<std::string>();
   auto calib_images = std::make_shared<int64_t>(256);
   auto json_out = std::make_shared<std::string>();
+  auto no_fp = std::make_shared<bool>(false);
   cmd->add_option("-w,--weights", *weights, "FP weights (.safetensors or .pth)")->required();
+  cmd->add_flag("--no-fp", *no_fp, "skip evaluating the FP model (its entries are null)");
   cmd->add_option("--run", *run_dir, "take model/data config from this run folder's config.json");
   cmd->add_option("--calib-images", *calib_images, "training images used for calibration")
       ->capture_default_str();
@@ -123,9 +125,12 @@ Action add_ptq(CLI::App& app) {
     auto fp = nn::create_model(cfg->model);
     io::load_state_dict(*fp, fp_weights, true, *weights);
     fp->to(device);
-    auto fp_eval = train::evaluate(
-        *fp, [&](torch::Tensor x) { return fp->forward(x); }, test_loader, device, cfg->progress,
-        "fp");
+    train::EvalResult fp_eval;
+    if (!*no_fp) {
+      fp_eval = train::evaluate(
+          *fp, [&](torch::Tensor x) { return fp->forward(x); }, test_loader, device, cfg->progress,
+          "fp");
+    }
 
     auto q = nn::create_model(cfg->model);
     const auto sites = quant::quantize(*q, policy);
@@ -149,25 +154,29 @@ Action add_ptq(CLI::App& app) {
     const auto fp_cost = quant::measure_cost(*fp, cfg->model.in_channels, c, c, 8);
     const auto q_cost = quant::measure_cost(*q, cfg->model.in_channels, c, c, 8, false);
     std::printf("%-28s %8s %8s %12s %14s\n", "model", "top-1", "top-5", "size MiB", "GBOPS");
-    std::printf("%-28s %8.2f %8.2f %12.4f %14.4f\n", "full precision", fp_eval.top1, fp_eval.top5,
-                fp_cost.size_bits() / 8 / 1048576, fp_cost.bops / 1e9);
+    if (!*no_fp) {
+      std::printf("%-28s %8.2f %8.2f %12.4f %14.4f\n", "full precision", fp_eval.top1, fp_eval.top5,
+                  fp_cost.size_bits() / 8 / 1048576, fp_cost.bops / 1e9);
+    }
     const std::string label = policy.method + " W" + std::to_string(policy.weight_bits) + "A" +
                               std::to_string(policy.act_bits) + " (PTQ)";
     std::printf("%-28s %8.2f %8.2f %12.4f %14.4f\n", label.c_str(), q_eval.top1, q_eval.top5,
                 q_cost.size_bits() / 8 / 1048576, q_cost.bops / 1e9);
     if (!json_out->empty()) {
-      nlohmann::json j = {{"method", policy.method},
-                          {"weight_method", policy.weight_method.empty()
-                                                ? quant::default_weight_method(policy.method)
-                                                : policy.weight_method},
-                          {"weight_bits", policy.weight_bits},
-                          {"act_bits", policy.act_bits},
-                          {"per_channel", policy.per_channel},
-                          {"calib_images", seen},
-                          {"fp", {{"top1", fp_eval.top1}, {"top5", fp_eval.top5}}},
-                          {"quantized", {{"top1", q_eval.top1}, {"top5", q_eval.top5}}},
-                          {"fp_cost", {{"bops", fp_cost.bops}, {"size_bits", fp_cost.size_bits()}}},
-                          {"cost", {{"bops", q_cost.bops}, {"size_bits", q_cost.size_bits()}}}};
+      nlohmann::json j = {
+          {"method", policy.method},
+          {"weight_method", policy.weight_method.empty()
+                                ? quant::default_weight_method(policy.method)
+                                : policy.weight_method},
+          {"weight_bits", policy.weight_bits},
+          {"act_bits", policy.act_bits},
+          {"per_channel", policy.per_channel},
+          {"calib_images", seen},
+          {"fp", *no_fp ? nlohmann::json(nullptr)
+                        : nlohmann::json{{"top1", fp_eval.top1}, {"top5", fp_eval.top5}}},
+          {"quantized", {{"top1", q_eval.top1}, {"top5", q_eval.top5}}},
+          {"fp_cost", {{"bops", fp_cost.bops}, {"size_bits", fp_cost.size_bits()}}},
+          {"cost", {{"bops", q_cost.bops}, {"size_bits", q_cost.size_bits()}}}};
       io::write_file_atomic(*json_out, j.dump(2) + "\n");
     }
     return 0;
