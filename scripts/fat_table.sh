@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# FAT on the reference FP MobileNetV2 (scripts/train_reference.sh): W8A8 per-tensor without and
+# FAT on the reference FP MobileNetV2 (models/fp_mobilenet_v2_fmnist): W8A8 per-tensor without and
 # with depthwise rescaling, W8A8 per-filter (symmetric and asymmetric), W4A8 and W4A4
 # per-filter; each before and after threshold training. Writes the table into docs/results.md.
 # Usage: scripts/fat_table.sh [fp_run_dir]    (each configuration resumes if interrupted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-run=${1:-runs/fp_mobilenet_v2_fmnist}
+run=${1:-models/fp_mobilenet_v2_fmnist}
 weights=$run/final.safetensors
 [ -f "$weights" ] || { echo "fat_table: $weights not found: run scripts/train_reference.sh first" >&2; exit 1; }
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Post-training quantization of the reference FP MobileNetV2 (scripts/train_reference.sh) with
-# every quantizer, calibration only (no training), at W8A8 and W4A4; writes the table into
-# docs/results.md. Usage: scripts/ptq_table.sh [fp_run_dir]
+# Post-training quantization of the reference FP MobileNetV2 (models/fp_mobilenet_v2_fmnist, as
+# written by scripts/train_reference.sh) with every quantizer, calibration only (no training), at
+# W8A8 and W4A4; writes the table into docs/results.md. Usage: scripts/ptq_table.sh [fp_run_dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-run=${1:-runs/fp_mobilenet_v2_fmnist}
+run=${1:-models/fp_mobilenet_v2_fmnist}
 out=runs/ptq
 weights=$run/final.safetensors
 [ -f "$weights" ] || { echo "ptq_table: $weights not found: run scripts/train_reference.sh first" >&2; exit 1; }
