@@ -81,20 +81,7 @@ FatSummary run_fat(train::TrainConfig cfg) {
   const std::string ckpt = (out / "last.ckpt").string();
   const bool resuming = cfg.resume && fs::exists(ckpt);
   if (cfg.resume && !resuming) std::cerr << "resume: no " << ckpt << ", starting a new run\n";
-  if (resuming) {
-    // The run folder's config wins, except for the fields that steer this process.
-    const auto path = (out / "config.json").string();
-    auto saved = nlohmann::json::parse(io::read_file(path), nullptr, false);
-    TORCH_CHECK(!saved.is_discarded(), path, ": corrupt config");
-    const train::TrainConfig keep = cfg;
-    train::from_json(cfg, saved);
-    cfg.stop_after = keep.stop_after;
-    cfg.progress = keep.progress;
-    cfg.workers = keep.workers;
-    cfg.device = keep.device;
-    cfg.out_dir = keep.out_dir;
-    cfg.resume = true;
-  }
+  if (resuming) train::restore_run_config(cfg, (out / "config.json").string());
   train::validate(cfg);
   TORCH_CHECK(!cfg.init_weights.empty(),
               "fat: train.init_weights (--init) must name the full-precision teacher weights");

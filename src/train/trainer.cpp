@@ -29,8 +29,6 @@ void resolve_model_config(TrainConfig& cfg, const data::Dataset& train_set) {
               train_set.image_shape()[0], " channels");
 }
 
-namespace {
-
 // On resume the run folder's config wins, except for the fields that steer the run itself.
 void restore_run_config(TrainConfig& cfg, const std::string& path) {
   auto saved = nlohmann::json::parse(io::read_file(path), nullptr, false);
@@ -44,6 +42,8 @@ void restore_run_config(TrainConfig& cfg, const std::string& path) {
   cfg.device = keep.device;
   cfg.out_dir = keep.out_dir;
 }
+
+namespace {
 
 nlohmann::json eval_json(const EvalResult& r) {
   return {{"loss", r.loss}, {"top1", r.top1}, {"top5", r.top5}, {"count", r.count}};

@@ -32,4 +32,8 @@ TrainSummary train(TrainConfig cfg);
 /// Fills model.num_classes / in_channels from the dataset when they are 0.
 void resolve_model_config(TrainConfig& cfg, const data::Dataset& train_set);
 
+/// On resume: loads the run folder's config.json (`path`) into cfg, keeping the fields that steer
+/// this process (stop_after, progress, workers, device, out_dir) and setting resume.
+void restore_run_config(TrainConfig& cfg, const std::string& path);
+
 }  // namespace profit::train
