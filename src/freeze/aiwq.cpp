@@ -41,6 +41,12 @@ AiwqMeter::AiwqMeter(torch::nn::Module& model, double decay, double outlier)
   for (const auto& item : model.named_modules("", false)) {
     auto* conv = item.value()->as<nn::ConvImpl>();
     if (!conv) continue;
+    // SE excitation FCs are 1x1 convs under torchvision's names (fc1, fc2): they are linear
+    // layers of the method and never measured (§3.2).
+    const auto& name = item.key();
+    const auto dot = name.rfind('.');
+    const std::string leaf = dot == std::string::npos ? name : name.substr(dot + 1);
+    if (leaf == "fc1" || leaf == "fc2") continue;
     AiwqLayer l;
     l.name = item.key();
     l.depthwise = conv->is_depthwise();

@@ -33,8 +33,8 @@ void save_checkpoint(const std::string& path, const CheckpointRefs& refs, const 
   TORCH_CHECK(refs.model != nullptr, "save_checkpoint: no model");
   torch::serialize::OutputArchive root, model, ema, optim;
   root.write("format_version", torch::tensor(kFormatVersion));
-  root.write("position",
-             torch::tensor({pos.epoch, pos.batch, pos.step, pos.epoch_correct, pos.epoch_seen}));
+  root.write("position", torch::tensor({pos.epoch, pos.batch, pos.step, pos.epoch_correct,
+                                        pos.epoch_seen, pos.phase}));
   root.write("best",
              torch::tensor({pos.best_top1, pos.best_ema_top1, pos.epoch_loss_sum, pos.best_loss},
                            torch::kFloat64));
@@ -70,9 +70,11 @@ std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs,
               path, ": not a profit checkpoint");
   TORCH_CHECK(version.item<int64_t>() == kFormatVersion, path, ": checkpoint format ",
               version.item<int64_t>(), " (this build reads ", kFormatVersion, ")");
-  // "best" had 3 entries before best_loss was added; both layouts load.
-  TORCH_CHECK(position.numel() == 5 && (best.numel() == 3 || best.numel() == 4), path,
-              ": bad position record");
+  // "best" had 3 entries before best_loss was added, "position" 5 before the phase index; all
+  // layouts load.
+  TORCH_CHECK(
+      (position.numel() == 5 || position.numel() == 6) && (best.numel() == 3 || best.numel() == 4),
+      path, ": bad position record");
   position = position.to(torch::kCPU);
   best = best.to(torch::kCPU);
   auto p = position.accessor<int64_t, 1>();
@@ -81,6 +83,7 @@ std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs,
   pos.step = p[2];
   pos.epoch_correct = p[3];
   pos.epoch_seen = p[4];
+  pos.phase = position.numel() == 6 ? p[5] : 0;
   auto b = best.accessor<double, 1>();
   pos.best_top1 = b[0];
   pos.best_ema_top1 = b[1];
@@ -91,8 +94,10 @@ std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs,
   c10::IValue config;
   TORCH_CHECK(root.try_read("config", config) && config.isString(), path, ": missing config");
   torch::serialize::InputArchive model, ema, optim;
-  TORCH_CHECK(root.try_read("model", model), path, ": missing model weights");
-  read_module(model, *refs.model, path, "model");
+  if (refs.model) {
+    TORCH_CHECK(root.try_read("model", model), path, ": missing model weights");
+    read_module(model, *refs.model, path, "model");
+  }
   if (refs.ema) {
     TORCH_CHECK(root.try_read("ema", ema), path, ": missing EMA weights");
     read_module(ema, *refs.ema, path, "ema");

@@ -85,12 +85,16 @@ Resolved resolve(const QuantPolicy& p, const std::string& site, SiteType type) {
 
 }  // namespace
 
-QuantPolicy load_policy(const std::string& path) {
+QuantPolicy load_policy(const std::string& path, const std::string& section) {
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
   } catch (const YAML::Exception& e) {
     TORCH_CHECK(false, path, ": cannot read policy: ", e.what());
+  }
+  if (!section.empty()) {
+    if (!root.IsMap() || !root[section]) return QuantPolicy();
+    root = root[section];
   }
   TORCH_CHECK(root.IsMap(), path, ": a policy is a YAML mapping");
   QuantPolicy p;
@@ -145,6 +149,34 @@ QuantPolicy load_policy(const std::string& path) {
     }
   }
   return p;
+}
+
+std::string policy_to_yaml(const QuantPolicy& p) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "method" << YAML::Value << p.method;
+  if (!p.weight_method.empty())
+    out << YAML::Key << "weight_method" << YAML::Value << p.weight_method;
+  out << YAML::Key << "act_bits" << YAML::Value << p.act_bits;
+  out << YAML::Key << "weight_bits" << YAML::Value << p.weight_bits;
+  out << YAML::Key << "per_channel" << YAML::Value << p.per_channel;
+  out << YAML::Key << "relu6_to_relu" << YAML::Value << p.relu6_to_relu;
+  out << YAML::Key << "quantize_gate" << YAML::Value << p.quantize_gate;
+  out << YAML::Key << "placement" << YAML::Value << p.placement;
+  if (!p.rules.empty()) {
+    out << YAML::Key << "overrides" << YAML::Value << YAML::BeginSeq;
+    for (const auto& r : p.rules) {
+      out << YAML::BeginMap << YAML::Key << "pattern" << YAML::Value << r.pattern;
+      if (r.method) out << YAML::Key << "method" << YAML::Value << *r.method;
+      if (r.bits) out << YAML::Key << "bits" << YAML::Value << *r.bits;
+      if (r.per_channel) out << YAML::Key << "per_channel" << YAML::Value << *r.per_channel;
+      if (r.skip) out << YAML::Key << "skip" << YAML::Value << true;
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  }
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
 }
 
 void name_layers(torch::nn::Module& model) {

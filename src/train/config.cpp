@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace profit::train {
@@ -89,10 +90,65 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
   fn({"fat", "loss", "fat-loss", "FAT: rmse | charbonnier"}, &q.loss);
   fn({"fat", "width_max", "fat-width-max", "FAT: upper clip of the width scale (1.0 or 1.3)"},
      &q.width_max);
+  auto& r = c.profit;
+  fn({"profit", "teacher", "teacher", "KD teacher: none | self | FP run folder | weights file"},
+     &r.teacher);
+  fn({"profit", "teacher_mode", "teacher-mode", "teacher BN/dropout mode: eval | train"},
+     &r.teacher_mode);
+  fn({"profit", "ce_weight", "ce-weight", "weight of the label cross-entropy"}, &r.ce_weight);
+  fn({"profit", "kd_weight", "kd-weight", "weight of the soft cross-entropy to the teacher"},
+     &r.kd_weight);
+  fn({"profit", "kd_temperature", "kd-temperature", "distillation temperature"}, &r.kd_temperature);
+  fn({"profit", "a_bits", "a-bits", "activation bit ladder, e.g. 8,5,4"}, &r.a_bits);
+  fn({"profit", "w_bits", "w-bits", "weight bit ladder, e.g. 8,5,4"}, &r.w_bits);
+  fn({"profit", "w_profit", "w-profit", "weight widths with AIWQ sampling + freezing, e.g. 4"},
+     &r.w_profit);
+  fn({"profit", "fp_epochs", "fp-epochs", "FP distillation epochs (0: none)"}, &r.fp_epochs);
+  fn({"profit", "ft_epochs", "ft-epochs", "epochs of each fine-tune phase"}, &r.ft_epochs);
+  fn({"profit", "bn_epochs", "bn-epochs", "epochs of each BN-stabilize phase"}, &r.bn_epochs);
+  fn({"profit", "sample_epochs", "sample-epochs", "AIWQ sampling epochs"}, &r.sample_epochs);
+  fn({"profit", "warmup", "warmup", "warmup epochs of fine-tune phases"}, &r.warmup);
+  fn({"profit", "stabilize", "stabilize", "BN-stabilize phases around each bit width"},
+     &r.stabilize);
+  fn({"profit", "n_profit", "n-profit", "PROFIT freezing phases"}, &r.n_profit);
+  fn({"profit", "freeze_order", "freeze-order", "freezing ranking: aiwq | reverse | random"},
+     &r.freeze_order);
+  fn({"profit", "aiwq_resample", "aiwq-resample", "re-measure AIWQ during fine-tune phases"},
+     &r.aiwq_resample);
+  fn({"profit", "eval_images", "eval-images",
+      "test images evaluated after each epoch (0: all; the final evaluation uses all)"},
+     &r.eval_images);
   fn({"train", "progress", "progress", "show a progress bar"}, &c.progress);
 }
 
-void apply_yaml(TrainConfig& cfg, const std::string& path) {
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& key) {
+  std::vector<int64_t> out;
+  std::string item;
+  auto flush = [&] {
+    if (item.empty()) return;
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    TORCH_CHECK(used == item.size(), key, ": '", item, "' is not an integer (in '", text, "')");
+    out.push_back(v);
+    item.clear();
+  };
+  for (char ch : text) {
+    if (ch == ',' || ch == ' ')
+      flush();
+    else
+      item += ch;
+  }
+  flush();
+  return out;
+}
+
+void apply_yaml(TrainConfig& cfg, const std::string& path,
+                const std::vector<std::string>& extra_sections) {
   TORCH_CHECK(std::filesystem::exists(path), path, ": config file not found");
   YAML::Node root;
   try {
@@ -104,8 +160,12 @@ void apply_yaml(TrainConfig& cfg, const std::string& path) {
   TORCH_CHECK(root.IsMap(), path, ": top level must be a map of sections (model, data, train)");
   for (const auto& sec : root) {
     const auto section = sec.first.as<std::string>();
-    TORCH_CHECK(section == "model" || section == "data" || section == "train" || section == "fat",
-                path, ": unknown section '", section, "' (expected model, data, train, fat)");
+    if (std::find(extra_sections.begin(), extra_sections.end(), section) != extra_sections.end())
+      continue;
+    TORCH_CHECK(section == "model" || section == "data" || section == "train" || section == "fat" ||
+                    section == "profit",
+                path, ": unknown section '", section,
+                "' (expected model, data, train, fat, profit)");
     TORCH_CHECK(sec.second.IsMap(), path, ": section '", section, "' must be a map");
     for (const auto& kv : sec.second) {
       const auto key = kv.first.as<std::string>();
@@ -114,7 +174,21 @@ void apply_yaml(TrainConfig& cfg, const std::string& path) {
         if (found || section != info.section || key != info.key) return;
         found = true;
         try {
-          std::visit([&](auto* p) { *p = kv.second.as<std::decay_t<decltype(*p)>>(); }, ref);
+          std::visit(
+              [&](auto* p) {
+                using T = std::decay_t<decltype(*p)>;
+                if constexpr (std::is_same_v<T, std::string>) {
+                  if (kv.second.IsSequence()) {  // [8, 5, 4] -> "8,5,4"
+                    std::string joined;
+                    for (const auto& e : kv.second)
+                      joined += (joined.empty() ? "" : ",") + e.as<std::string>();
+                    *p = joined;
+                    return;
+                  }
+                }
+                *p = kv.second.as<T>();
+              },
+              ref);
         } catch (const YAML::Exception&) {
           TORCH_CHECK(false, path, ": bad value for ", section, ".", key);
         }
@@ -177,6 +251,26 @@ void validate(const TrainConfig& c) {
               "fat.loss must be rmse or charbonnier, got '", q.loss, "'");
   TORCH_CHECK(q.width_max >= 1.0 && q.width_max <= 2.0, "fat.width_max must be in [1, 2], got ",
               q.width_max);
+  const auto& r = c.profit;
+  TORCH_CHECK(r.teacher_mode == "eval" || r.teacher_mode == "train",
+              "profit.teacher_mode must be eval or train, got '", r.teacher_mode, "'");
+  TORCH_CHECK(r.ce_weight >= 0.0 && r.kd_weight >= 0.0 && r.ce_weight + r.kd_weight > 0.0,
+              "profit.ce_weight and kd_weight must be >= 0 and not both 0");
+  TORCH_CHECK(r.kd_temperature > 0.0, "profit.kd_temperature must be > 0, got ", r.kd_temperature);
+  for (const auto* key : {"a_bits", "w_bits", "w_profit"}) {
+    const std::string& text = std::string(key) == "a_bits"   ? r.a_bits
+                              : std::string(key) == "w_bits" ? r.w_bits
+                                                             : r.w_profit;
+    for (auto b : parse_int_list(text, std::string("profit.") + key))
+      TORCH_CHECK(b >= 2 && b <= 8, "profit.", key, ": bit width ", b, " out of range [2, 8]");
+  }
+  TORCH_CHECK(r.fp_epochs >= 0 && r.ft_epochs >= 1 && r.bn_epochs >= 0 && r.sample_epochs >= 1 &&
+                  r.warmup >= 0 && r.warmup < r.ft_epochs,
+              "profit epochs: fp/bn >= 0, ft/sample >= 1, 0 <= warmup < ft_epochs");
+  TORCH_CHECK(r.n_profit >= 1, "profit.n_profit must be >= 1, got ", r.n_profit);
+  TORCH_CHECK(r.freeze_order == "aiwq" || r.freeze_order == "reverse" || r.freeze_order == "random",
+              "profit.freeze_order must be aiwq, reverse or random, got '", r.freeze_order, "'");
+  TORCH_CHECK(r.eval_images >= 0, "profit.eval_images must be >= 0, got ", r.eval_images);
 }
 
 }  // namespace profit::train

@@ -22,7 +22,7 @@ Action add_fat(CLI::App& app) {
   cfg->batch_size = 100;
   cfg->epochs = 5;
   cfg->out_dir = "runs/fat";
-  auto flags = std::make_shared<ConfigFlags>(*cmd, *cfg, true, /*with_fat=*/true);
+  auto flags = std::make_shared<ConfigFlags>(*cmd, *cfg, true, "fat");
   return [cfg, flags] {
     flags->finalize();
     const auto s = fat::run_fat(*cfg);

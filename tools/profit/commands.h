@@ -18,20 +18,25 @@ Action add_info(CLI::App& app);
 Action add_cost(CLI::App& app);
 Action add_ptq(CLI::App& app);
 Action add_fat(CLI::App& app);
+Action add_quantize(CLI::App& app);
+Action add_aiwq(CLI::App& app);
 
 /// Adds one flag per TrainConfig field (generated from visit_fields) plus --config FILE.
 /// Call finalize() after parsing: applies the YAML file, then re-applies explicit flags on top.
 class ConfigFlags {
  public:
-  /// with_fat: also the "fat" section's flags (profit fat).
+  /// method_section: also that section's flags ("fat" for profit fat, "profit" for profit
+  /// quantize, which also accepts --recipe and the recipe sections policy and phases).
   ConfigFlags(CLI::App& cmd, train::TrainConfig& cfg, bool with_config_file = true,
-              bool with_fat = false);
+              const std::string& method_section = "");
   void finalize();
+  const std::string& config_path() const { return config_path_; }
 
  private:
   CLI::App& cmd_;
   train::TrainConfig& cfg_;
   std::string config_path_;
+  std::vector<std::string> extra_sections_;
   std::vector<std::pair<CLI::Option*, std::function<void()>>> explicit_;
 };
 

@@ -3,15 +3,22 @@
 namespace profit::cli {
 
 ConfigFlags::ConfigFlags(CLI::App& cmd, train::TrainConfig& cfg, bool with_config_file,
-                         bool with_fat)
+                         const std::string& method_section)
     : cmd_(cmd), cfg_(cfg) {
+  if (method_section == "profit") extra_sections_ = {"policy", "phases"};
   if (with_config_file) {
-    cmd.add_option("-c,--config", config_path_,
-                   "YAML config (sections model, data, train[, fat]); flags override it")
+    const std::string names = method_section == "profit" ? "-c,--config,--recipe" : "-c,--config";
+    const std::string sections = method_section == "profit"
+                                     ? "model, data, train, profit, policy, phases"
+                                 : method_section.empty() ? "model, data, train"
+                                                          : "model, data, train, " + method_section;
+    cmd.add_option(names, config_path_,
+                   "YAML recipe (sections " + sections + "); flags override it")
         ->check(CLI::ExistingFile);
   }
   train::visit_fields(cfg, [&](const train::FieldInfo& info, train::FieldRef ref) {
-    if (!with_fat && std::string(info.section) == "fat") return;
+    const std::string section = info.section;
+    if ((section == "fat" || section == "profit") && section != method_section) return;
     const std::string flag = std::string("--") + info.flag;
     std::visit(
         [&](auto* p) {
@@ -45,7 +52,7 @@ ConfigFlags::ConfigFlags(CLI::App& cmd, train::TrainConfig& cfg, bool with_confi
 }
 
 void ConfigFlags::finalize() {
-  if (!config_path_.empty()) train::apply_yaml(cfg_, config_path_);
+  if (!config_path_.empty()) train::apply_yaml(cfg_, config_path_, extra_sections_);
   for (auto& [opt, apply] : explicit_)
     if (opt->count() > 0) apply();
 }

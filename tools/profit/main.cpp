@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   profit::cli::Action cost = profit::cli::add_cost(app);
   profit::cli::Action ptq = profit::cli::add_ptq(app);
   profit::cli::Action fat = profit::cli::add_fat(app);
+  profit::cli::Action quantize = profit::cli::add_quantize(app);
+  profit::cli::Action aiwq = profit::cli::add_aiwq(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -29,6 +31,8 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("cost")) return cost();
     if (app.got_subcommand("ptq")) return ptq();
     if (app.got_subcommand("fat")) return fat();
+    if (app.got_subcommand("quantize")) return quantize();
+    if (app.got_subcommand("aiwq")) return aiwq();
   } catch (const c10::Error& e) {
     std::cerr << "profit: error: " << e.what_without_backtrace() << "\n";
     return 1;

@@ -50,7 +50,8 @@ struct AiwqLayer {
 
 class AiwqMeter {
  public:
-  /// Registers every Conv of `model` (named by module path, in module order).
+  /// Registers every Conv of `model` (named by module path, in module order) except the SE
+  /// excitation FCs (1x1 convs named fc1/fc2), which the method treats as linear layers.
   explicit AiwqMeter(torch::nn::Module& model, double decay = 0.999, double outlier = 1.0);
   ~AiwqMeter();
   AiwqMeter(const AiwqMeter&) = delete;

@@ -9,7 +9,8 @@
 namespace profit::io {
 
 struct TrainPosition {
-  int64_t epoch = 0;        // epoch in progress
+  int64_t phase = 0;        // phase in progress (PROFIT schedules; 0 otherwise)
+  int64_t epoch = 0;        // epoch in progress (within the phase)
   int64_t batch = 0;        // next batch within that epoch
   int64_t step = 0;         // global optimizer steps done
   double best_top1 = -1.0;  // best test top-1 so far (model)
@@ -29,7 +30,7 @@ struct CheckpointRefs {
 void save_checkpoint(const std::string& path, const CheckpointRefs& refs, const TrainPosition& pos,
                      const std::string& config_json);
 
-/// Loads into the given objects (strict by name). Returns the config JSON stored with it.
+/// Loads into the given objects (strict by name; null refs are skipped). Returns the config JSON stored with it.
 /// A corrupt or truncated file throws naming the path; nothing is modified on disk.
 /// Tensors (optimizer state) are mapped to `device`.
 std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs, TrainPosition& pos,

@@ -57,8 +57,12 @@ struct QuantPolicy {
 
 /// Reads a YAML policy. Keys: method, weight_method, act_bits, weight_bits, per_channel,
 /// relu6_to_relu, quantize_gate, placement, overrides: [{pattern, method, bits, per_channel,
-/// skip}]. Unknown keys and bad values are errors naming the file and key.
-QuantPolicy load_policy(const std::string& path);
+/// skip}]. Unknown keys and bad values are errors naming the file and key. With `section`, the
+/// policy is that top-level section of the file (a recipe's `policy:`); absent -> defaults.
+QuantPolicy load_policy(const std::string& path, const std::string& section = "");
+
+/// The policy as YAML that load_policy() reads back to an equal policy.
+std::string policy_to_yaml(const QuantPolicy& policy);
 
 /// The weight method used with an activation method by default (pact -> sawb, else itself).
 std::string default_weight_method(const std::string& method);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "profit/data/dataset.h"
 #include "profit/nn/models.h"
@@ -32,6 +33,31 @@ struct FatSettings {
   double width_max = 1.0;                 // upper clip of the width scale (§4.6)
 };
 
+/// Settings of the PROFIT schedule (`profit quantize`, profit.md §4-§5); YAML section "profit".
+/// Bit lists are comma-separated strings ("8,5,4"; a YAML sequence [8, 5, 4] also works). The
+/// compact schedule below is expanded into a phase list (schedule/phases.h) unless the recipe
+/// gives an explicit top-level `phases:` list. The student starts from train.init_weights.
+struct ProfitSettings {
+  std::string teacher = "self";       // none | self (copy of the FP student) | run folder | weights
+  std::string teacher_mode = "eval";  // eval | train (reference parity, D5)
+  double ce_weight = 1.0;             // L = ce_weight CE + kd_weight T^2 softCE(T)   (§5.4)
+  double kd_weight = 1.0;
+  double kd_temperature = 1.0;
+  std::string a_bits = "8,5,4";       // activation ladder (§5.1)
+  std::string w_bits = "8,5,4";       // weight ladder
+  std::string w_profit = "4";         // weight widths that get AIWQ sampling + progressive freezing
+  int64_t fp_epochs = 15;             // FP distillation phase (0: none)
+  int64_t ft_epochs = 15;             // each fine-tune phase
+  int64_t bn_epochs = 5;              // each BN-stabilize phase
+  int64_t sample_epochs = 5;          // AIWQ sampling
+  int64_t warmup = 3;                 // warmup epochs of fine-tune phases
+  bool stabilize = true;              // BN-stabilize phases around each bit width
+  int64_t n_profit = 3;               // PROFIT freezing phases (§3.5)
+  std::string freeze_order = "aiwq";  // aiwq | reverse | random (ablations)
+  bool aiwq_resample = false;         // re-measure AIWQ during fine-tune phases (D10)
+  int64_t eval_images = 0;  // test images evaluated after each epoch (0: all; the end: all)
+};
+
 struct TrainConfig {
   TrainConfig() {
     model.num_classes = 0;  // 0: take from the dataset
@@ -40,6 +66,7 @@ struct TrainConfig {
   nn::ModelConfig model;
   data::DataConfig data;
   FatSettings fat;
+  ProfitSettings profit;
   // Schedule and optimisation.
   int64_t epochs = 10;
   int64_t batch_size = 128;
@@ -81,7 +108,13 @@ void visit_fields(TrainConfig& cfg, const std::function<void(const FieldInfo&, F
 
 /// Applies a YAML file ({model: {...}, data: {...}, train: {...}}) on top of cfg. Unknown
 /// sections or keys, and values of the wrong type, are errors naming the file and key.
-void apply_yaml(TrainConfig& cfg, const std::string& path);
+/// `extra_sections` are top-level sections the caller reads itself (skipped here). A string
+/// field also accepts a YAML sequence of scalars, stored comma-separated.
+void apply_yaml(TrainConfig& cfg, const std::string& path,
+                const std::vector<std::string>& extra_sections = {});
+
+/// "8,5,4" -> {8, 5, 4}; throws naming `key` on a bad entry. Empty string -> {}.
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& key);
 
 nlohmann::json to_json(TrainConfig& cfg);
 void from_json(TrainConfig& cfg, const nlohmann::json& j);

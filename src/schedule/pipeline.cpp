@@ -1,0 +1,416 @@
+#include "profit/schedule/pipeline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <numeric>
+#include <random>
+
+#include "profit/common.h"
+#include "profit/freeze/aiwq.h"
+#include "profit/io/atomic_file.h"
+#include "profit/io/checkpoint.h"
+#include "profit/io/safetensors.h"
+#include "profit/io/state_dict.h"
+#include "profit/quant/cost.h"
+#include "profit/schedule/groups.h"
+#include "profit/train/ema.h"
+#include "profit/train/evaluate.h"
+#include "profit/train/metrics.h"
+#include "profit/train/progress.h"
+#include "profit/train/trainer.h"
+
+namespace profit::schedule {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using quant::QuantState;
+using quant::SiteType;
+
+namespace {
+
+nlohmann::json read_json(const fs::path& p) {
+  auto j = nlohmann::json::parse(io::read_file(p.string()), nullptr, false);
+  TORCH_CHECK(!j.is_discarded(), p.string(), ": corrupt JSON");
+  return j;
+}
+
+void write_json(const fs::path& p, const nlohmann::json& j) {
+  io::write_file_atomic(p.string(), j.dump(1) + "\n");
+}
+
+nlohmann::json eval_json(const train::EvalResult& r) {
+  return {{"loss", r.loss}, {"top1", r.top1}, {"top5", r.top5}, {"count", r.count}};
+}
+
+// Bits and states of one role (activations incl. input sites, or weights) for a phase.
+void set_role(const std::vector<quant::QuantSite>& sites, const quant::QuantPolicy& policy,
+              SiteType type, int bits) {
+  if (bits > 0) quant::set_bits(sites, policy, bits, type);
+  quant::set_state(sites, bits > 0 ? QuantState::kQuantizing : QuantState::kOff, type);
+}
+
+// The EMA starts its quantizer parameters (and "initialized" flags) from the model's (D3).
+void copy_quantizers(const torch::nn::Module& from, torch::nn::Module& to) {
+  torch::NoGradGuard no_grad;
+  const auto keys = quant::fp_checkpoint_ignores();
+  auto is_quant = [&](const std::string& n) {
+    for (const auto& k : keys)
+      if (n.find(k) != std::string::npos) return true;
+    return false;
+  };
+  auto src = io::state_dict(from);
+  for (auto& [name, dst] : io::state_dict(to))
+    if (is_quant(name)) dst.copy_(src.at(name));
+}
+
+// Layers frozen by an ft phase of stage j: `already` (resampling keeps earlier choices) topped
+// up from `order` to floor(j L / n) layers (§3.5).
+std::vector<std::string> choose_frozen(const std::vector<std::string>& order,
+                                       std::vector<std::string> already, int stage, int n) {
+  const size_t count = freeze::frozen_layers(order, stage, n).size();
+  for (const auto& name : order) {
+    if (already.size() >= count) break;
+    if (std::find(already.begin(), already.end(), name) == already.end()) already.push_back(name);
+  }
+  return already;
+}
+
+}  // namespace
+
+QuantizeSummary run_quantize(QuantizeJob job) {
+  const auto t0 = Clock::now();
+  auto& cfg = job.cfg;
+  const fs::path out(cfg.out_dir);
+  fs::create_directories(out);
+  const std::string ckpt = (out / "last.ckpt").string();
+  const bool resuming = cfg.resume && fs::exists(ckpt);
+  if (cfg.resume && !resuming) std::cerr << "resume: no " << ckpt << ", starting a new run\n";
+  if (resuming) {
+    train::restore_run_config(cfg, (out / "config.json").string());
+    job.policy = quant::load_policy((out / "policy.yaml").string());
+    job.phases = phases_from_json(read_json(out / "phases.json"));
+  }
+  train::validate(cfg);
+  if (job.phases.empty()) job.phases = expand_schedule(cfg.profit);
+  validate_phases(job.phases, cfg.profit.n_profit);
+  const auto& phases = job.phases;
+  const auto& settings = cfg.profit;
+  const torch::Device device = parse_device(cfg.device);
+  seed_everything(cfg.seed);
+
+  auto train_set = data::open_dataset(cfg.data, "train", cfg.seed);
+  auto test_set = data::open_dataset(cfg.data, "test", cfg.seed);
+  train::resolve_model_config(cfg, *train_set);
+
+  // Student: the QAT form of the FP model, FP weights loaded by name.
+  auto model = nn::create_model(cfg.model);
+  const auto sites = quant::quantize(*model, job.policy);
+  if (!cfg.init_weights.empty())
+    io::load_state_dict(*model, io::load_weights_file(cfg.init_weights), true, cfg.init_weights,
+                        quant::fp_checkpoint_ignores());
+  model->to(device);
+  std::unique_ptr<train::WeightEma> ema;
+  std::vector<quant::QuantSite> ema_sites;
+  if (cfg.ema_decay > 0.0) {
+    auto shadow = nn::create_model(cfg.model);
+    ema_sites = quant::quantize(*shadow, job.policy);
+    shadow->to(device);
+    ema = std::make_unique<train::WeightEma>(shadow, *model, cfg.ema_decay);
+  }
+  const auto teacher = load_teacher(cfg, device);
+  TORCH_CHECK(teacher || settings.ce_weight > 0.0,
+              "profit: no teacher and ce_weight = 0 leaves no loss");
+
+  data::DataLoader loader(train_set, {cfg.batch_size, true, true, cfg.workers, 4, cfg.seed});
+  data::DataLoader test_loader(test_set,
+                               {cfg.eval_batch_size, false, false, cfg.workers, 4, cfg.seed});
+  data::DatasetPtr eval_set = test_set;
+  if (settings.eval_images > 0 && static_cast<size_t>(settings.eval_images) < test_set->size()) {
+    std::vector<size_t> first(static_cast<size_t>(settings.eval_images));
+    std::iota(first.begin(), first.end(), size_t{0});
+    eval_set = std::make_shared<data::Subset>(test_set, first);
+  }
+  data::DataLoader eval_loader(eval_set,
+                               {cfg.eval_batch_size, false, false, cfg.workers, 4, cfg.seed});
+  int64_t steps_per_epoch = loader.batches_per_epoch();
+  if (cfg.steps_per_epoch > 0) steps_per_epoch = std::min(steps_per_epoch, cfg.steps_per_epoch);
+
+  io::TrainPosition pos;
+  if (resuming) {
+    io::load_checkpoint(ckpt, {model.get(), ema ? ema->model().get() : nullptr, nullptr}, pos,
+                        device);
+    std::cerr << "resuming " << ckpt << " at phase " << pos.phase + 1 << " ("
+              << phases.at(pos.phase).name << ") epoch " << pos.epoch + 1 << "\n";
+  } else {
+    write_json(out / "config.json", train::to_json(cfg));
+    io::write_file_atomic((out / "policy.yaml").string(), quant::policy_to_yaml(job.policy));
+    write_json(out / "phases.json", to_json(phases));
+  }
+  std::cerr << describe(phases);
+  const std::string config_json = train::to_json(cfg).dump();
+  train::MetricsLog metrics((out / "metrics.jsonl").string(), resuming ? pos.step : -1);
+
+  auto fwd = [&](torch::Tensor x) { return model->forward(std::move(x)); };
+  auto evaluate_both = [&](const data::DataLoader& l, const std::string& label) {
+    std::pair<train::EvalResult, train::EvalResult> r;
+    r.first = train::evaluate(*model, fwd, l, device, cfg.progress, label);
+    if (ema) {
+      auto em = ema->model();
+      r.second = train::evaluate(
+          *em, [&](torch::Tensor x) { return em->forward(x); }, l, device, cfg.progress,
+          label + " ema");
+    }
+    return r;
+  };
+
+  // Results that outlive a resume: the FP accuracy and one record per finished phase.
+  const fs::path results_path = out / "phases_done.json";
+  nlohmann::json results =
+      resuming && fs::exists(results_path) ? read_json(results_path) : nlohmann::json::object();
+  // The FP reference row: the architecture without quantizers, with the student's FP weights.
+  auto fp_model = nn::create_model(cfg.model);
+  if (!cfg.init_weights.empty())
+    io::load_state_dict(*fp_model, io::load_weights_file(cfg.init_weights), true, cfg.init_weights);
+  fp_model->to(device);
+  if (!results.contains("fp")) {
+    results["fp"] = eval_json(train::evaluate(
+        *fp_model, [&](torch::Tensor x) { return fp_model->forward(std::move(x)); }, test_loader,
+        device, cfg.progress, "fp"));
+    results["phases"] = nlohmann::json::array();
+    write_json(results_path, results);
+  }
+  const fs::path aiwq_path = out / "aiwq.json";
+  nlohmann::json aiwq =
+      fs::exists(aiwq_path) && resuming ? read_json(aiwq_path) : nlohmann::json::object();
+
+  QuantizeSummary summary;
+  bool load_optimizer = resuming;
+  std::vector<std::string> last_frozen;
+  for (; pos.phase < static_cast<int64_t>(phases.size()); ++pos.phase, pos.epoch = 0) {
+    const Phase& ph = phases[pos.phase];
+    // Quantizers: bits and states for this phase; a role's first use initialises it.
+    auto init_batch = [&] {
+      data::DataLoader once(train_set,
+                            {cfg.batch_size, true, true, 0, 1,
+                             mix_seed(cfg.seed, 200 + static_cast<uint64_t>(pos.phase))});
+      data::Batch b;
+      TORCH_CHECK(once.epoch(0)->next(b), "profit: the training set is smaller than one batch");
+      return b.images.to(device);
+    };
+    set_role(sites, job.policy, SiteType::kActivation, ph.act_bits);
+    set_role(sites, job.policy, SiteType::kWeight, ph.weight_bits);
+    std::vector<SiteType> roles;
+    if (ph.act_bits > 0) roles.push_back(SiteType::kActivation);
+    if (ph.weight_bits > 0) roles.push_back(SiteType::kWeight);
+    bool needs_init = false;
+    for (const auto& s : sites)
+      if (s.quantizer->state() == QuantState::kQuantizing && !s.quantizer->initialized())
+        needs_init = true;
+    if (needs_init) {
+      const int n = initialize_quantizers(*model, sites, roles, init_batch());
+      if (ema) copy_quantizers(*model, *ema->model());
+      std::cerr << "initialised " << n << " quantizers\n";
+    }
+    set_role(ema_sites, job.policy, SiteType::kActivation, ph.act_bits);
+    set_role(ema_sites, job.policy, SiteType::kWeight, ph.weight_bits);
+
+    // Frozen layers of a PROFIT stage, from the saved ranking.
+    std::vector<std::string> frozen;
+    if (ph.freeze_stage >= 0) {
+      if (aiwq.contains("frozen") && aiwq["frozen"].contains(ph.name)) {
+        frozen = aiwq["frozen"][ph.name].get<std::vector<std::string>>();
+      } else {
+        TORCH_CHECK(aiwq.contains("ranking"), "phase ", ph.name, ": no AIWQ ranking in ",
+                    aiwq_path.string());
+        auto order = aiwq["ranking"].get<std::vector<std::string>>();
+        if (settings.freeze_order == "reverse") std::reverse(order.begin(), order.end());
+        if (settings.freeze_order == "random") {
+          std::mt19937_64 rng(mix_seed(cfg.seed, 300));
+          std::shuffle(order.begin(), order.end(), rng);
+        }
+        frozen =
+            choose_frozen(order, settings.aiwq_resample ? last_frozen : std::vector<std::string>{},
+                          ph.freeze_stage, static_cast<int>(settings.n_profit));
+        aiwq["frozen"][ph.name] = frozen;
+        write_json(aiwq_path, aiwq);
+      }
+      last_frozen = frozen;
+    }
+    auto opt = make_phase_optimizer(group_parameters(*model, {frozen.begin(), frozen.end()}),
+                                    ph.kind == PhaseKind::kBn, cfg.lr * ph.lr_scale,
+                                    cfg.weight_decay, cfg.optimizer, cfg.momentum, cfg.nesterov);
+    const io::CheckpointRefs refs{model.get(), ema ? ema->model().get() : nullptr,
+                                  opt.optimizer.get()};
+    if (load_optimizer) {  // the resumed phase: optimizer state and RNG from the checkpoint
+      io::load_checkpoint(ckpt, {nullptr, nullptr, opt.optimizer.get()}, pos, device);
+      if (pos.rng_state.defined()) set_cpu_rng_state(pos.rng_state);
+      load_optimizer = false;
+    }
+    auto save = [&] {
+      pos.rng_state = cpu_rng_state();
+      io::save_checkpoint(ckpt, refs, pos, config_json);
+    };
+
+    // AIWQ: measured in sample phases (and ft phases with aiwq_resample).
+    std::unique_ptr<freeze::AiwqMeter> meter;
+    if (ph.kind == PhaseKind::kSample ||
+        (settings.aiwq_resample && ph.kind == PhaseKind::kFinetune && ph.weight_bits > 0)) {
+      meter = std::make_unique<freeze::AiwqMeter>(*model);
+      if (aiwq.value("phase", "") == ph.name && aiwq.contains("layers")) meter->load_json(aiwq);
+    }
+    auto save_aiwq = [&](bool complete) {
+      auto j = meter->to_json();
+      if (aiwq.contains("frozen")) j["frozen"] = aiwq["frozen"];
+      j["phase"] = ph.name;
+      j["complete"] = complete;
+      aiwq = j;
+      write_json(aiwq_path, aiwq);
+    };
+
+    double phase_best = -1.0;
+    train::EvalResult last_model, last_ema;
+    for (; pos.epoch < ph.epochs; ++pos.epoch, pos.batch = 0) {
+      const double mult = lr_multiplier(ph, pos.epoch);
+      apply_lr(opt, mult);
+      model->train();
+      if (meter) {
+        meter->new_epoch();
+        meter->start();
+      }
+      const std::string label =
+          ph.name + " " + std::to_string(pos.epoch + 1) + "/" + std::to_string(ph.epochs) +
+          " (phase " + std::to_string(pos.phase + 1) + "/" + std::to_string(phases.size()) + ")";
+      train::ProgressBar bar(label, steps_per_epoch, "img", cfg.progress);
+      int64_t global_epoch = pos.epoch;  // distinct shuffles across phases
+      for (int64_t i = 0; i < pos.phase; ++i) global_epoch += phases[i].epochs;
+      auto it = loader.epoch(global_epoch, pos.batch);
+      data::Batch batch;
+      int64_t seen_here = 0;
+      while (pos.batch < steps_per_epoch && it->next(batch)) {
+        auto x = batch.images.to(device), y = batch.labels.to(device);
+        torch::Tensor target;
+        if (teacher) {
+          torch::NoGradGuard no_grad;
+          target = teacher->forward(x);
+        }
+        auto logits = model->forward(x);
+        auto loss = distillation_loss(logits, target, y, settings.ce_weight, settings.kd_weight,
+                                      settings.kd_temperature);
+        const double loss_v = loss.item<double>();
+        TORCH_CHECK(std::isfinite(loss_v), "non-finite loss (", loss_v, ") in phase ", ph.name,
+                    " epoch ", pos.epoch + 1, " step ", pos.step + 1,
+                    "; last checkpoint kept: ", ckpt);
+        opt.optimizer->zero_grad();
+        loss.backward();
+        opt.optimizer->step();
+        if (ema) ema->update(*model);
+        ++pos.step;
+        ++pos.batch;
+        pos.epoch_loss_sum += loss_v * y.size(0);
+        pos.epoch_correct += train::topk_correct(logits.detach(), y, 1);
+        pos.epoch_seen += y.size(0);
+        seen_here += y.size(0);
+        char extra[64];
+        std::snprintf(extra, sizeof extra, "loss %.4f lr %.3g", loss_v,
+                      mult * cfg.lr * ph.lr_scale);
+        bar.update(pos.batch, seen_here, extra);
+        if (pos.step % cfg.log_every == 0)
+          metrics.write({{"kind", "step"},
+                         {"step", pos.step},
+                         {"phase", ph.name},
+                         {"epoch", pos.epoch + 1},
+                         {"loss", loss_v},
+                         {"lr", mult * cfg.lr * ph.lr_scale}});
+        if ((cfg.checkpoint_every > 0 && pos.step % cfg.checkpoint_every == 0) ||
+            (cfg.stop_after > 0 && pos.step >= cfg.stop_after)) {
+          if (meter) save_aiwq(false);
+          save();
+        }
+        if (cfg.stop_after > 0 && pos.step >= cfg.stop_after) {
+          bar.finish("(stopped)");
+          if (meter) meter->stop();
+          summary.stopped_early = true;
+          return summary;
+        }
+      }
+      bar.finish();
+      if (meter) meter->stop();
+      const double train_loss = pos.epoch_loss_sum / std::max<int64_t>(1, pos.epoch_seen);
+      const double train_top1 = 100.0 * pos.epoch_correct / std::max<int64_t>(1, pos.epoch_seen);
+      pos.epoch_loss_sum = 0.0;
+      pos.epoch_correct = pos.epoch_seen = 0;
+      std::tie(last_model, last_ema) = evaluate_both(eval_loader, ph.name);
+      phase_best = std::max({phase_best, last_model.top1, ema ? last_ema.top1 : -1.0});
+      nlohmann::json rec = {{"kind", "epoch"},
+                            {"step", pos.step},
+                            {"phase", ph.name},
+                            {"phase_kind", phase_kind_name(ph.kind)},
+                            {"act_bits", ph.act_bits},
+                            {"weight_bits", ph.weight_bits},
+                            {"epoch", pos.epoch + 1},
+                            {"lr_mult", mult},
+                            {"train_loss", train_loss},
+                            {"train_top1", train_top1},
+                            {"test", eval_json(last_model)}};
+      if (ema) rec["test_ema"] = eval_json(last_ema);
+      metrics.write(rec);
+      std::fprintf(stderr, "%s epoch %ld/%ld: train loss %.4f top1 %.2f | test top1 %.2f%s\n",
+                   ph.name.c_str(), static_cast<long>(pos.epoch + 1), static_cast<long>(ph.epochs),
+                   train_loss, train_top1, last_model.top1,
+                   ema ? (" ema " + std::to_string(last_ema.top1)).c_str() : "");
+      if (meter) save_aiwq(pos.epoch + 1 == ph.epochs);
+      ++pos.epoch;  // the checkpoint records the next epoch
+      pos.batch = 0;
+      if (pos.epoch == ph.epochs) {  // ... or the next phase
+        results["phases"].push_back({{"name", ph.name},
+                                     {"kind", phase_kind_name(ph.kind)},
+                                     {"act_bits", ph.act_bits},
+                                     {"weight_bits", ph.weight_bits},
+                                     {"epochs", ph.epochs},
+                                     {"frozen_layers", frozen.size()},
+                                     {"best_top1", phase_best},
+                                     {"last", eval_json(last_model)},
+                                     {"last_ema", eval_json(last_ema)},
+                                     {"step", pos.step}});
+        write_json(results_path, results);
+        ++pos.phase;
+        pos.epoch = 0;
+        save();
+        --pos.phase;
+        pos.epoch = ph.epochs;
+      } else {
+        save();
+      }
+      --pos.epoch;
+    }
+  }
+
+  // Final: full test set, model and EMA; cost of the FP and the quantized model.
+  const auto [final_model, final_ema] = evaluate_both(test_loader, "final");
+  io::save_safetensors((out / "final.safetensors").string(), io::state_dict(*model));
+  if (ema)
+    io::save_safetensors((out / "final_ema.safetensors").string(), io::state_dict(*ema->model()));
+  const auto shape = train_set->image_shape();
+  const auto fp_cost = quant::measure_cost(*fp_model, shape[0], shape[1], shape[2], 8);
+  const auto q_cost = quant::measure_cost(*model, shape[0], shape[1], shape[2], 8, false);
+  summary.json = {{"config", train::to_json(cfg)},
+                  {"phases", results["phases"]},
+                  {"fp", results["fp"]},
+                  {"final", eval_json(final_model)},
+                  {"steps", pos.step},
+                  {"fp_size_bytes", fp_cost.size_bits() / 8.0},
+                  {"fp_bops", fp_cost.bops},
+                  {"size_bytes", q_cost.size_bits() / 8.0},
+                  {"bops", q_cost.bops},
+                  {"seconds", std::chrono::duration<double>(Clock::now() - t0).count()},
+                  {"resumed", resuming}};
+  if (ema) summary.json["final_ema"] = eval_json(final_ema);
+  if (aiwq.contains("ranking")) summary.json["aiwq_ranking"] = aiwq["ranking"];
+  write_json(out / "summary.json", summary.json);
+  return summary;
+}
+
+}  // namespace profit::schedule

@@ -1,0 +1,410 @@
+// PROFIT phase engine: the §5.3 learning-rate multipliers, the §5.1 phase expansion, the §5.2
+// parameter groups, the §5.4 loss and its gradient, the D3 initialisation pass, recipe errors,
+// and a tiny end-to-end schedule (every phase kind, AIWQ, freezing, EMA, exact resume).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "helpers.h"
+#include "profit/common.h"
+#include "profit/io/atomic_file.h"
+#include "profit/io/checkpoint.h"
+#include "profit/io/safetensors.h"
+#include "profit/io/state_dict.h"
+#include "profit/schedule/groups.h"
+#include "profit/schedule/pipeline.h"
+#include "profit/train/trainer.h"
+
+namespace profit::schedule {
+namespace {
+
+namespace fs = std::filesystem;
+using profit::testing::temp_dir;
+
+TEST(ScheduleLr, MultipliersMatchTheSpecLists) {
+  Phase ft;
+  ft.kind = PhaseKind::kFinetune;
+  ft.epochs = 15;
+  ft.warmup = 3;
+  const double ft_list[] = {0.1,   0.4,   0.7,   1.0,   0.983, 0.933, 0.854, 0.750,
+                            0.630, 0.501, 0.371, 0.251, 0.147, 0.068, 0.018};
+  for (int e = 0; e < 15; ++e) EXPECT_NEAR(lr_multiplier(ft, e), ft_list[e], 6e-4) << e;
+  EXPECT_DOUBLE_EQ(lr_multiplier(ft, 3), 1.0);
+  Phase bn;
+  bn.kind = PhaseKind::kBn;
+  bn.epochs = 5;
+  const double bn_list[] = {1.0, 0.905, 0.655, 0.346, 0.096};
+  for (int e = 0; e < 5; ++e) EXPECT_NEAR(lr_multiplier(bn, e), bn_list[e], 6e-4) << e;
+  Phase sample;
+  sample.kind = PhaseKind::kSample;
+  sample.epochs = 5;
+  for (int e = 0; e < 5; ++e) EXPECT_EQ(lr_multiplier(sample, e), 1.0);
+}
+
+TEST(ScheduleExpand, ReferenceRecipeHas200EpochsInPaperOrder) {
+  train::ProfitSettings s;  // defaults: 8,5,4 / 8,5,4 / w_profit 4, 15/5/5, warmup 3, n = 3
+  const auto phases = expand_schedule(s);
+  int64_t total = 0;
+  std::string names;
+  for (const auto& p : phases) {
+    total += p.epochs;
+    names += p.name + " ";
+  }
+  EXPECT_EQ(total, 200);
+  EXPECT_EQ(names,
+            "fp a8.bn a8.ft a8.bn2 a5.bn a5.ft a5.bn2 a4.bn a4.ft a4.bn2 w8.bn w8.ft w8.bn2 w5.bn "
+            "w5.ft w5.bn2 w4.bn w4.sample w4.ft1 w4.ft2 w4.ft3 w4.bn2 ");
+  // Activations first with FP weights, then weights at the last activation width.
+  EXPECT_EQ(phases[2].act_bits, 8);
+  EXPECT_EQ(phases[2].weight_bits, 0);
+  EXPECT_EQ(phases[11].act_bits, 4);
+  EXPECT_EQ(phases[11].weight_bits, 8);
+  EXPECT_EQ(phases[18].freeze_stage, 0);
+  EXPECT_EQ(phases[20].freeze_stage, 2);
+  EXPECT_EQ(phases[17].kind, PhaseKind::kSample);
+  EXPECT_EQ(phases[21].kind, PhaseKind::kBn);
+  EXPECT_EQ(phases[21].warmup, 0);
+  EXPECT_NO_THROW(validate_phases(phases, 3));
+  s.stabilize = false;
+  s.fp_epochs = 0;
+  EXPECT_EQ(expand_schedule(s).size(), 3u + 2u + 4u);  // a8 a5 a4 ft, w8 w5 ft, sample + 3
+}
+
+TEST(ScheduleExpand, InvalidListsAreRejectedNamingThePhase) {
+  auto phases = expand_schedule(train::ProfitSettings());
+  auto bad = phases;
+  bad.erase(bad.begin() + 17);  // drop the sample phase: ft stages have no ranking
+  EXPECT_ERROR_CONTAINS(validate_phases(bad, 3), "w4.ft1");
+  bad = phases;
+  bad[3].act_bits = 9;
+  EXPECT_ERROR_CONTAINS(validate_phases(bad, 3), "a8.bn2");
+  bad = phases;
+  bad[20].freeze_stage = 3;
+  EXPECT_ERROR_CONTAINS(validate_phases(bad, 3), "n_profit");
+  EXPECT_EQ(phases_from_json(to_json(phases)).size(), phases.size());
+  EXPECT_EQ(to_json(phases_from_json(to_json(phases))), to_json(phases));
+}
+
+TEST(ScheduleRecipe, PhasesAndPolicySectionsAreRead) {
+  const auto dir = temp_dir();
+  const auto path = (dir / "r.yaml").string();
+  io::write_file_atomic(path,
+                        "profit: {a_bits: [6, 4], teacher: none}\n"
+                        "policy: {method: lsq, per_channel: true}\n"
+                        "phases:\n"
+                        "  - {name: warm, kind: fp, epochs: 2, warmup: 1}\n"
+                        "  - {kind: ft, act_bits: 4, weight_bits: 4, lr_scale: 0.5}\n");
+  train::TrainConfig cfg;
+  train::apply_yaml(cfg, path, {"policy", "phases"});
+  EXPECT_EQ(cfg.profit.a_bits, "6,4");
+  EXPECT_EQ(cfg.profit.teacher, "none");
+  const auto job = make_job(cfg, path);
+  EXPECT_EQ(job.policy.method, "lsq");
+  EXPECT_TRUE(job.policy.per_channel);
+  ASSERT_EQ(job.phases.size(), 2u);
+  EXPECT_EQ(job.phases[0].name, "warm");
+  EXPECT_EQ(job.phases[1].name, "phase1");
+  EXPECT_DOUBLE_EQ(job.phases[1].lr_scale, 0.5);
+  // The saved policy reads back to the same policy.
+  const auto saved = (dir / "policy.yaml").string();
+  io::write_file_atomic(saved, quant::policy_to_yaml(job.policy));
+  EXPECT_EQ(quant::policy_to_yaml(quant::load_policy(saved)), quant::policy_to_yaml(job.policy));
+
+  io::write_file_atomic(path, "phases:\n  - {kind: ft, epoch: 2}\n");
+  EXPECT_ERROR_CONTAINS(load_phases(path), "phases[0]: unknown key 'epoch'");
+  io::write_file_atomic(path, "phases:\n  - {kind: finetune}\n");
+  EXPECT_ERROR_CONTAINS(load_phases(path), "unknown phase kind 'finetune'");
+  io::write_file_atomic(path, "phases: [{kind: ft}]\nprofit: {a_bits: [4, x]}\n");
+  train::apply_yaml(cfg, path, {"policy", "phases"});
+  EXPECT_ERROR_CONTAINS(train::validate(cfg), "profit.a_bits: 'x' is not an integer");
+  io::write_file_atomic(path, "phases: [{kind: ft}]\n");
+  EXPECT_ERROR_CONTAINS(train::apply_yaml(cfg, path), "unknown section 'phases'");
+}
+
+nn::ModelPtr tiny_qat(const quant::QuantPolicy& policy, std::vector<quant::QuantSite>* sites) {
+  nn::ModelConfig c;
+  c.arch = "mobilenet_v2";
+  c.width = 0.25;
+  c.num_classes = 5;
+  c.in_channels = 1;
+  c.small_input = true;
+  torch::manual_seed(3);
+  auto m = nn::create_model(c);
+  *sites = quant::quantize(*m, policy);
+  return m;
+}
+
+TEST(ScheduleGroups, EveryParameterInExactlyOneGroup) {
+  std::vector<quant::QuantSite> sites;
+  auto m = tiny_qat(quant::QuantPolicy(), &sites);
+  const std::set<std::string> frozen = {"features.2.conv.1.0", "features.0.0"};
+  const auto g = group_parameters(*m, frozen);
+  std::map<std::string, std::string> where;
+  auto collect = [&](const std::vector<NamedParam>& v, const char* name) {
+    for (const auto& p : v) EXPECT_TRUE(where.emplace(p.name, name).second) << p.name;
+  };
+  collect(g.quant, "quant");
+  collect(g.frozen, "frozen");
+  collect(g.bnbias, "bnbias");
+  collect(g.weight, "weight");
+  EXPECT_EQ(where.size(), m->named_parameters(true).size());
+  EXPECT_EQ(where["features.2.conv.1.0.weight"], "frozen");
+  EXPECT_EQ(where["features.0.0.weight"], "frozen");
+  EXPECT_EQ(g.frozen.size(), 2u);
+  // A frozen layer's quantizer parameters stay in the quant group (matched first).
+  EXPECT_EQ(where["features.2.conv.1.0.weight_quant.theta_a"], "quant");
+  EXPECT_EQ(where["features.2.conv.1.1.weight"], "bnbias");  // its BN
+  EXPECT_EQ(where["classifier.1.bias"], "bnbias");
+  EXPECT_EQ(where["classifier.1.weight"], "weight");
+  EXPECT_EQ(where["features.3.conv.0.0.weight"], "weight");
+
+  // The optimizer: quant at 0.01 lr without decay, weights excluded in BN phases.
+  auto opt = make_phase_optimizer(g, /*freeze_weights=*/true, 0.5, 1e-4, "sgd", 0.9, true);
+  ASSERT_EQ(opt.base_lr.size(), 2u);
+  EXPECT_DOUBLE_EQ(opt.base_lr[0], 0.005);
+  EXPECT_DOUBLE_EQ(opt.base_lr[1], 0.5);
+  EXPECT_FALSE(m->named_parameters()["classifier.1.weight"].requires_grad());
+  EXPECT_FALSE(m->named_parameters()["features.0.0.weight"].requires_grad());
+  auto opt2 = make_phase_optimizer(g, false, 0.5, 1e-4, "sgd", 0.9, true);
+  ASSERT_EQ(opt2.base_lr.size(), 3u);
+  EXPECT_TRUE(m->named_parameters()["classifier.1.weight"].requires_grad());
+  EXPECT_FALSE(m->named_parameters()["features.0.0.weight"].requires_grad());
+  auto& pg = opt2.optimizer->param_groups();
+  EXPECT_EQ(pg[2].params().size(), g.weight.size());
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::SGDOptions&>(pg[2].options()).weight_decay(), 1e-4);
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::SGDOptions&>(pg[0].options()).weight_decay(), 0.0);
+  apply_lr(opt2, 0.25);
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::SGDOptions&>(pg[0].options()).lr(), 0.00125);
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::SGDOptions&>(pg[2].options()).lr(), 0.125);
+}
+
+TEST(ScheduleLoss, ValueAndGradientOfCePlusSoftCe) {
+  auto s = torch::tensor({{1.0, 2.0, 0.5}, {0.0, -1.0, 3.0}}, torch::kDouble).requires_grad_();
+  const auto t = torch::tensor({{0.3, 0.1, 2.0}, {1.0, 1.0, -1.0}}, torch::kDouble);
+  const auto y = torch::tensor({1, 2}, torch::kLong);
+  auto loss = distillation_loss(s, t, y, 1.0, 1.0, 1.0);
+  // By hand: CE = mean -log p_y; soft = mean -sum q log p.
+  const auto p = torch::softmax(s.detach(), 1), q = torch::softmax(t, 1);
+  const double ce = -(std::log(p[0][1].item<double>()) + std::log(p[1][2].item<double>())) / 2;
+  const double soft = -(q * torch::log(p)).sum().item<double>() / 2;
+  EXPECT_NEAR(loss.item<double>(), ce + soft, 1e-12);
+  loss.backward();
+  // d/ds = (p - onehot(y))/B + (p - q)/B.
+  const auto onehot =
+      torch::zeros({2, 3}, torch::kDouble).index_put_({0, 1}, 1).index_put_({1, 2}, 1);
+  const auto expect = (p - onehot) / 2 + (p - q) / 2;
+  EXPECT_LT((s.grad() - expect).abs().max().item<double>(), 1e-12);
+  // Temperature: T^2 scaling keeps the soft gradient's size: T^2 (p_T - q_T) / (T B).
+  s.mutable_grad().zero_();
+  distillation_loss(s, t, y, 0.0, 2.0, 4.0).backward();
+  const auto pt = torch::softmax(s.detach() / 4, 1), qt = torch::softmax(t / 4, 1);
+  EXPECT_LT((s.grad() - 2.0 * 16.0 * (pt - qt) / (4.0 * 2)).abs().max().item<double>(), 1e-12);
+  // No teacher: CE only.
+  EXPECT_NEAR(distillation_loss(s, torch::Tensor(), y, 1.0, 1.0, 1.0).item<double>(), ce, 1e-12);
+}
+
+TEST(ScheduleInit, InitPassKeepsBnStatisticsAndRng) {
+  std::vector<quant::QuantSite> sites;
+  auto m = tiny_qat(quant::QuantPolicy(), &sites);
+  m->train();
+  const auto before = io::state_dict(*m);
+  torch::manual_seed(9);
+  const auto x = torch::randn({6, 1, 12, 12});
+  const auto rng = cpu_rng_state();
+  const int n = initialize_quantizers(*m, sites, {quant::SiteType::kActivation}, x);
+  int act = 0;
+  for (const auto& s : sites) {
+    const bool is_act = s.type != quant::SiteType::kWeight;
+    act += is_act;
+    EXPECT_EQ(s.quantizer->initialized(), is_act) << s.name;
+    EXPECT_EQ(s.quantizer->state(), quant::QuantState::kOff) << s.name;  // states restored
+  }
+  EXPECT_EQ(n, act);
+  EXPECT_TRUE(torch::equal(cpu_rng_state(), rng));
+  for (const auto& [k, v] : io::state_dict(*m))
+    if (k.find("running_") != std::string::npos || k.find("num_batches") != std::string::npos)
+      EXPECT_TRUE(torch::equal(v, before.at(k))) << k;
+  // A second call initialises nothing.
+  EXPECT_EQ(initialize_quantizers(*m, sites, {quant::SiteType::kActivation}, x), 0);
+  EXPECT_GT(initialize_quantizers(*m, sites, {quant::SiteType::kWeight}, x), 0);
+}
+
+}  // namespace
+}  // namespace profit::schedule
+
+namespace profit::schedule {
+namespace {
+
+// A tiny schedule through every phase kind: fp, bn, ft, sample, ft1..ft3, bn2 (1-2 epochs of
+// 2 steps each) on synthetic 12x12 images.
+QuantizeJob tiny_job(const fs::path& dir, const std::string& arch) {
+  QuantizeJob job;
+  auto& cfg = job.cfg;
+  cfg.model.arch = arch;
+  cfg.model.width = 0.25;
+  cfg.model.small_input = true;
+  cfg.data.name = "synthetic";
+  cfg.data.synthetic_size = 64;
+  cfg.data.image_size = 12;
+  cfg.batch_size = 8;
+  cfg.eval_batch_size = 32;
+  cfg.steps_per_epoch = 2;
+  cfg.lr = 0.05;
+  cfg.weight_decay = 1e-4;
+  cfg.ema_decay = 0.9;
+  cfg.workers = 1;
+  cfg.seed = 5;
+  cfg.device = "cpu";
+  cfg.progress = false;
+  cfg.log_every = 1;
+  cfg.out_dir = (dir / "run").string();
+  auto& p = cfg.profit;
+  p.teacher = "self";
+  p.fp_epochs = 1;
+  p.a_bits = "4";
+  p.w_bits = "4";
+  p.w_profit = "4";
+  p.ft_epochs = 1;
+  p.bn_epochs = 1;
+  p.sample_epochs = 2;
+  p.warmup = 0;
+  p.eval_images = 16;
+  // FP weights of the right shape for the synthetic data.
+  auto train_set = data::open_dataset(cfg.data, "train", cfg.seed);
+  train::resolve_model_config(cfg, *train_set);
+  torch::manual_seed(17);
+  auto fp = nn::create_model(cfg.model);
+  cfg.init_weights = (dir / "fp.safetensors").string();
+  io::save_safetensors(cfg.init_weights, io::state_dict(*fp));
+  return job;
+}
+
+nlohmann::json read_json(const fs::path& p) {
+  return nlohmann::json::parse(io::read_file(p));
+}
+
+TEST(ScheduleEndToEnd, V2AiwqFreezingEmaAndExactResume) {
+  const auto dir = temp_dir();
+  auto job = tiny_job(dir, "mobilenet_v2");
+  const auto summary = run_quantize(job);
+  ASSERT_FALSE(summary.stopped_early);
+  const auto& j = summary.json;
+  EXPECT_EQ(j["steps"].get<int64_t>(), 11 * 2);
+  ASSERT_EQ(j["phases"].size(), 10u);
+  EXPECT_TRUE(j.contains("final_ema"));
+  EXPECT_LT(j["bops"].get<double>(), j["fp_bops"].get<double>() / 20);
+
+  // AIWQ: every one of V2's 52 convs measured (one sample per epoch after the skipped first).
+  const fs::path run(job.cfg.out_dir);
+  const auto aiwq = read_json(run / "aiwq.json");
+  ASSERT_EQ(aiwq["layers"].size(), 52u);
+  EXPECT_TRUE(aiwq["complete"].get<bool>());
+  int measured = 0;
+  for (const auto& l : aiwq["layers"]) {
+    EXPECT_EQ(
+        l["accepted"].get<int64_t>() + l["discarded"].get<int64_t>() + l["skipped"].get<int64_t>(),
+        4);
+    measured += l["accepted"].get<int64_t>() > 0;
+  }
+  EXPECT_GT(measured, 40);
+  const auto ranking = aiwq["ranking"].get<std::vector<std::string>>();
+  const auto f1 = aiwq["frozen"]["w4.ft1"].get<std::vector<std::string>>();
+  const auto f2 = aiwq["frozen"]["w4.ft2"].get<std::vector<std::string>>();
+  const auto f3 = aiwq["frozen"]["w4.ft3"].get<std::vector<std::string>>();
+  EXPECT_TRUE(f1.empty());
+  EXPECT_EQ(f2, std::vector<std::string>(ranking.begin(), ranking.begin() + 17));
+  EXPECT_EQ(f3, std::vector<std::string>(ranking.begin(), ranking.begin() + 34));
+
+  // Stop at the end of ft2, resume: the final state is bit-identical to the uninterrupted run.
+  auto job2 = tiny_job(dir, "mobilenet_v2");
+  job2.cfg.out_dir = (dir / "run2").string();
+  job2.cfg.stop_after = 2 * 9;  // fp, a4 x3, w4.bn, sample x2, ft1, ft2
+  ASSERT_TRUE(run_quantize(job2).stopped_early);
+  // The state at the start of ft3, for the freezing check below.
+  std::vector<quant::QuantSite> sites;
+  auto at_ft3 = nn::create_model(job.cfg.model);
+  quant::quantize(*at_ft3, quant::QuantPolicy());
+  auto ema_ft3 = nn::create_model(job.cfg.model);
+  quant::quantize(*ema_ft3, quant::QuantPolicy());
+  io::TrainPosition pos;
+  io::load_checkpoint((fs::path(job2.cfg.out_dir) / "last.ckpt").string(),
+                      {at_ft3.get(), ema_ft3.get(), nullptr}, pos);
+  EXPECT_EQ(pos.phase, 7);  // w4.ft2, its epoch done but not yet evaluated
+  job2.cfg.stop_after = 0;
+  job2.cfg.resume = true;
+  const auto resumed = run_quantize(job2);
+  ASSERT_FALSE(resumed.stopped_early);
+  EXPECT_TRUE(resumed.json["resumed"].get<bool>());
+  const auto a = io::load_weights_file((run / "final.safetensors").string());
+  const auto b = io::load_weights_file((fs::path(job2.cfg.out_dir) / "final.safetensors").string());
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [k, v] : a) EXPECT_TRUE(torch::equal(v, b.at(k))) << k;
+  const auto ea = io::load_weights_file((run / "final_ema.safetensors").string());
+  const auto eb =
+      io::load_weights_file((fs::path(job2.cfg.out_dir) / "final_ema.safetensors").string());
+  for (const auto& [k, v] : ea) EXPECT_TRUE(torch::equal(v, eb.at(k))) << k;
+  EXPECT_EQ(resumed.json["final"]["top1"], j["final"]["top1"]);
+
+  // ft3 froze the 34 top-ranked convs: their latent weights did not move after ft2 (ft3, bn2)
+  // while their quantizer parameters kept training; unfrozen conv weights moved in ft3.
+  const auto start = io::state_dict(*at_ft3);
+  int frozen_checked = 0, moving = 0;
+  for (const auto& name : ranking) {
+    const bool frozen = std::find(f3.begin(), f3.end(), name) != f3.end();
+    const auto w = name + ".weight";
+    if (frozen) {
+      EXPECT_TRUE(torch::equal(a.at(w), start.at(w))) << w;
+      EXPECT_FALSE(torch::equal(a.at(name + ".weight_quant.theta_a"),
+                                start.at(name + ".weight_quant.theta_a")))
+          << name;
+      ++frozen_checked;
+    } else {
+      moving += !torch::equal(a.at(w), start.at(w));
+    }
+  }
+  EXPECT_EQ(frozen_checked, 34);
+  EXPECT_GE(moving, 14);  // of the 18 unfrozen (a few may get no gradient in 2 steps)
+
+  // The metrics carry the phase; the EMA was evaluated each epoch.
+  std::ifstream metrics(run / "metrics.jsonl");
+  std::string line;
+  int epochs = 0;
+  while (std::getline(metrics, line)) {
+    const auto r = nlohmann::json::parse(line);
+    if (r["kind"] == "epoch") {
+      ++epochs;
+      EXPECT_TRUE(r.contains("phase") && r.contains("test_ema"));
+    }
+  }
+  EXPECT_EQ(epochs, 11);
+}
+
+TEST(ScheduleEndToEnd, V3LargeRunsEveryPhaseKindAndMeasures46Convs) {
+  const auto dir = temp_dir();
+  auto job = tiny_job(dir, "mobilenet_v3_large");
+  job.cfg.profit.teacher = "none";  // CE only
+  job.cfg.ema_decay = 0.0;
+  job.cfg.profit.sample_epochs = 1;
+  job.cfg.profit.n_profit = 2;
+  const auto s = run_quantize(job);
+  EXPECT_EQ(s.json["phases"].size(), 9u);
+  EXPECT_FALSE(s.json.contains("final_ema"));
+  const auto aiwq = read_json(fs::path(job.cfg.out_dir) / "aiwq.json");
+  EXPECT_EQ(aiwq["layers"].size(), 46u);
+  EXPECT_EQ(aiwq["frozen"]["w4.ft2"].size(), 23u);
+}
+
+TEST(ScheduleEndToEnd, BadInputIsNamed) {
+  const auto dir = temp_dir();
+  auto job = tiny_job(dir, "mobilenet_v2");
+  job.cfg.profit.teacher = (dir / "nothing").string();
+  EXPECT_ERROR_CONTAINS(run_quantize(job), "profit.teacher");
+  job = tiny_job(dir, "mobilenet_v2");
+  job.cfg.profit.w_profit = "4";
+  job.cfg.profit.w_bits = "9";
+  EXPECT_ERROR_CONTAINS(run_quantize(job), "profit.w_bits: bit width 9");
+}
+
+}  // namespace
+}  // namespace profit::schedule
