@@ -4,6 +4,7 @@
 Usage: write_results.py fp SUMMARY_JSON RECIPE COMMAND
        write_results.py ptq COMMAND PTQ_JSON...
        write_results.py fat COMMAND FAT_SUMMARY_JSON...
+       write_results.py profit COMMAND PROFIT_SUMMARY_JSON...
 
 Sections are delimited by <!-- NAME:begin --> / <!-- NAME:end --> markers, so re-running a script
 replaces only its own section. Numbers come only from the summary file: nothing is typed by hand.
@@ -135,6 +136,77 @@ def fat_section(command, paths):
     replace_section("fat", "\n".join(rows))
 
 
+def mean_std(values):
+    n = len(values)
+    m = sum(values) / n
+    if n == 1:
+        return f"{m:.2f}"
+    sd = (sum((v - m) ** 2 for v in values) / (n - 1)) ** 0.5
+    return f"{m:.2f} ± {sd:.2f}"
+
+
+def profit_section(command, paths):
+    runs = [(p, json.load(open(p))) for p in paths]
+    groups = {}
+    for p, r in runs:
+        c = r["config"]
+        key = (c["model"]["arch"], c["model"]["width"], r["phases"][-1]["weight_bits"],
+               r["phases"][-1]["act_bits"], c["profit"]["w_profit"], c["profit"]["freeze_order"])
+        groups.setdefault(key, []).append((p, r))
+    rows = [
+        "## PROFIT: progressive quantization of the reference MobileNetV2, Fashion-MNIST",
+        "",
+        f"Command: `{command}`. Each run starts from the reference FP model, which is also the "
+        "distillation teacher (CE + soft CE, T = 1), and follows its recipe's phase list "
+        "(profit.md §5.1, phases scaled to 2 CPU cores: see the recipe header). DuQ quantizers "
+        "everywhere (per tensor, no first/last-layer exception), precision-highway residuals. "
+        "Final = full 10,000-image test set after the last phase; mean ± sample std over seeds "
+        "where there are several.",
+        "",
+        "| model | W/A | seeds | FP top-1 | final top-1 | EMA top-1 | drop vs FP (pt) | size MiB | GBOPS | train time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (arch, width, wb, ab, wp, order), rs in groups.items():
+        fp = [r["fp"]["top1"] for _, r in rs]
+        fin = [r["final"]["top1"] for _, r in rs]
+        ema = [r["final_ema"]["top1"] for _, r in rs if "final_ema" in r]
+        drop = [f - q for f, q in zip(fp, fin)]
+        r0 = rs[0][1]
+        seeds = ", ".join(str(r["config"]["train"]["seed"]) for _, r in rs)
+        rows.append(
+            f"| {arch} w{width} | W{wb}A{ab} | {seeds} | {mean_std(fp)} | {mean_std(fin)} | "
+            f"{mean_std(ema) if ema else '-'} | {mean_std(drop)} | "
+            f"{r0['size_bytes'] / 1048576:.3f} (FP {r0['fp_size_bytes'] / 1048576:.3f}) | "
+            f"{r0['bops'] / 1e9:.3f} (FP {r0['fp_bops'] / 1e9:.2f}) | "
+            f"{sum(r['seconds'] for _, r in rs) / len(rs) / 60:.0f} min |")
+    for p, r in runs:
+        c = r["config"]
+        run_dir = pathlib.Path(p).parent
+        rows += [
+            "",
+            f"### Phases of `{run_dir}` (seed {c['train']['seed']})",
+            "",
+            f"Per-epoch evaluation on the first {c['profit']['eval_images'] or 10000} test images; "
+            "'best' is the maximum over the phase's epochs of max(model, EMA) (optimistic).",
+            "",
+            "| phase | kind | A | W | epochs | frozen convs | last top-1 | last EMA top-1 | best |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for ph in r["phases"]:
+            bits = lambda b: str(b) if b else "fp"
+            rows.append(
+                f"| {ph['name']} | {ph['kind']} | {bits(ph['act_bits'])} | {bits(ph['weight_bits'])} | "
+                f"{ph['epochs']} | {ph['frozen_layers']} | {ph['last']['top1']:.2f} | "
+                f"{ph['last_ema']['top1']:.2f} | {ph['best_top1']:.2f} |")
+        for img, what in [("curves", "Training loss per phase and test top-1"),
+                          ("aiwq", "AIWQ per conv layer")]:
+            name = f"img/{run_dir.name}_{img}.svg"
+            if (DOC.parent / name).exists():
+                rows += ["", f"{what}: ![{what}]({name})"]
+    rows += ["", f"Machine: {machine()}."]
+    replace_section("profit", "\n".join(rows))
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "fp":
         fp_section(*sys.argv[2:])
@@ -142,5 +214,7 @@ if __name__ == "__main__":
         ptq_section(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) >= 4 and sys.argv[1] == "fat":
         fat_section(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "profit":
+        profit_section(sys.argv[2], sys.argv[3:])
     else:
         sys.exit(__doc__)

@@ -166,6 +166,28 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     return r;
   };
 
+  // Train-mode accuracy: BN normalises with the batch's statistics (as in training) while
+  // dropout stays off; the running statistics and the RNG are put back afterwards. The gap to the
+  // eval-mode accuracy is the symptom AIWQ explains (profit.md §3.1).
+  auto evaluate_train_mode = [&](const data::DataLoader& l) {
+    std::vector<std::pair<torch::Tensor, torch::Tensor>> saved;
+    for (const auto& b : model->named_buffers(true))
+      saved.emplace_back(b.value(), b.value().clone());
+    const auto rng = cpu_rng_state();
+    auto r = train::evaluate(
+        *model,
+        [&](torch::Tensor x) {
+          for (auto& m : model->modules(false))
+            if (m->as<torch::nn::BatchNorm2dImpl>()) m->train(true);
+          return model->forward(std::move(x));
+        },
+        l, device, false);
+    torch::NoGradGuard no_grad;
+    for (auto& [live, copy] : saved) live.copy_(copy);
+    set_cpu_rng_state(rng);
+    return r;
+  };
+
   // Results that outlive a resume: the FP accuracy and one record per finished phase.
   const fs::path results_path = out / "phases_done.json";
   nlohmann::json results =
@@ -182,6 +204,11 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     results["phases"] = nlohmann::json::array();
     write_json(results_path, results);
   }
+  // Training time survives a resume: the time up to the last checkpoint is kept in the results.
+  const double elapsed_before = results.value("elapsed_seconds", 0.0);
+  auto elapsed = [&] {
+    return elapsed_before + std::chrono::duration<double>(Clock::now() - t0).count();
+  };
   const fs::path aiwq_path = out / "aiwq.json";
   nlohmann::json aiwq =
       fs::exists(aiwq_path) && resuming ? read_json(aiwq_path) : nlohmann::json::object();
@@ -252,6 +279,8 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     auto save = [&] {
       pos.rng_state = cpu_rng_state();
       io::save_checkpoint(ckpt, refs, pos, config_json);
+      results["elapsed_seconds"] = elapsed();
+      write_json(results_path, results);
     };
 
     // AIWQ: measured in sample phases (and ft phases with aiwq_resample).
@@ -356,6 +385,8 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                             {"train_top1", train_top1},
                             {"test", eval_json(last_model)}};
       if (ema) rec["test_ema"] = eval_json(last_ema);
+      if (settings.eval_train_mode)
+        rec["test_train_mode"] = eval_json(evaluate_train_mode(eval_loader));
       metrics.write(rec);
       std::fprintf(stderr, "%s epoch %ld/%ld: train loss %.4f top1 %.2f | test top1 %.2f%s\n",
                    ph.name.c_str(), static_cast<long>(pos.epoch + 1), static_cast<long>(ph.epochs),
@@ -405,7 +436,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                   {"fp_bops", fp_cost.bops},
                   {"size_bytes", q_cost.size_bits() / 8.0},
                   {"bops", q_cost.bops},
-                  {"seconds", std::chrono::duration<double>(Clock::now() - t0).count()},
+                  {"seconds", elapsed()},
                   {"resumed", resuming}};
   if (ema) summary.json["final_ema"] = eval_json(final_ema);
   if (aiwq.contains("ranking")) summary.json["aiwq_ranking"] = aiwq["ranking"];

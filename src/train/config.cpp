@@ -118,6 +118,9 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
   fn({"profit", "eval_images", "eval-images",
       "test images evaluated after each epoch (0: all; the final evaluation uses all)"},
      &r.eval_images);
+  fn({"profit", "eval_train_mode", "eval-train-mode",
+      "also evaluate each epoch with BN batch statistics (train-mode BN, running stats kept)"},
+     &r.eval_train_mode);
   fn({"train", "progress", "progress", "show a progress bar"}, &c.progress);
 }
 

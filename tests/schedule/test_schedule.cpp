@@ -287,6 +287,9 @@ nlohmann::json read_json(const fs::path& p) {
 TEST(ScheduleEndToEnd, V2AiwqFreezingEmaAndExactResume) {
   const auto dir = temp_dir();
   auto job = tiny_job(dir, "mobilenet_v2");
+  // Train-mode evaluation here but not in the resumed run below: equal final states show that
+  // it leaves no trace (BN statistics, RNG).
+  job.cfg.profit.eval_train_mode = true;
   const auto summary = run_quantize(job);
   ASSERT_FALSE(summary.stopped_early);
   const auto& j = summary.json;
@@ -374,7 +377,7 @@ TEST(ScheduleEndToEnd, V2AiwqFreezingEmaAndExactResume) {
     const auto r = nlohmann::json::parse(line);
     if (r["kind"] == "epoch") {
       ++epochs;
-      EXPECT_TRUE(r.contains("phase") && r.contains("test_ema"));
+      EXPECT_TRUE(r.contains("phase") && r.contains("test_ema") && r.contains("test_train_mode"));
     }
   }
   EXPECT_EQ(epochs, 11);

@@ -21,16 +21,16 @@ namespace profit::train {
 struct FatSettings {
   int64_t w_bits = 8;
   int64_t a_bits = 8;
-  bool per_filter = true;                 // weights: one threshold per output filter (§4.4)
-  std::string weight_form = "symmetric";  // symmetric | asymmetric weight thresholds (§4.1/4.2)
-  std::string rescale = "auto";           // auto (on when per-tensor) | on | off (§6)
-  int64_t calib_images = 100;             // calibration images (§3)
-  double fraction = 0.1;                  // unlabeled training subset (§7)
-  double holdout = 0.05;                  // part of the subset kept for model selection (§7)
-  double lr_decay = 1e-4;                 // lambda of lr(t, d) (§7)
-  int64_t reset_steps = 400;              // K: Adam reset period (§7)
-  std::string loss = "rmse";              // rmse | charbonnier (§7)
-  double width_max = 1.0;                 // upper clip of the width scale (§4.6)
+  bool per_filter = true;                  // weights: one threshold per output filter (§4.4)
+  std::string weight_form = "asymmetric";  // asymmetric (default, §10) | symmetric (§4.1/4.2)
+  std::string rescale = "auto";            // auto (on when per-tensor) | on | off (§6)
+  int64_t calib_images = 100;              // calibration images (§3)
+  double fraction = 0.1;                   // unlabeled training subset (§7)
+  double holdout = 0.05;                   // part of the subset kept for model selection (§7)
+  double lr_decay = 1e-4;                  // lambda of lr(t, d) (§7)
+  int64_t reset_steps = 400;               // K: Adam reset period (§7)
+  std::string loss = "rmse";               // rmse | charbonnier (§7)
+  double width_max = 1.0;                  // upper clip of the width scale (§4.6)
 };
 
 /// Settings of the PROFIT schedule (`profit quantize`, profit.md §4-§5); YAML section "profit".
@@ -55,7 +55,8 @@ struct ProfitSettings {
   int64_t n_profit = 3;               // PROFIT freezing phases (§3.5)
   std::string freeze_order = "aiwq";  // aiwq | reverse | random (ablations)
   bool aiwq_resample = false;         // re-measure AIWQ during fine-tune phases (D10)
-  int64_t eval_images = 0;  // test images evaluated after each epoch (0: all; the end: all)
+  int64_t eval_images = 0;       // test images evaluated after each epoch (0: all; the end: all)
+  bool eval_train_mode = false;  // also evaluate with BN batch statistics (the AIWQ symptom)
 };
 
 struct TrainConfig {
