@@ -12,15 +12,39 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build profit >/dev/null
 mkdir -p "$out"
 jsons=()
+# Each line: activation method, weight method, bits, extra flags. The first block is the table;
+# the second isolates, at W8A8, which half (activation or weight initialisation) of DuQ and DSQ
+# costs accuracy, and DSQ's per-channel option. A JSON that exists is reused (rm runs/ptq to redo).
 fp_flag=""  # the FP model is evaluated by the first run only
-for bits in 8 4; do
-  for method in duq lsq pact qil dsq fat minmax; do
-    j=$out/${method}_w${bits}a${bits}.json
-    cmd="./build/profit ptq --run $run -w $weights --method $method --w-bits $bits --a-bits $bits --calib-images 256 --seed 1 --progress false --json $j $fp_flag"
+while read -r act wgt bits extra; do
+  [ -n "$act" ] || continue
+  j=$out/${act}_${wgt}_w${bits}a${bits}${extra:+_pc}.json
+  if [ ! -f "$j" ]; then
+    cmd="./build/profit ptq --run $run -w $weights --method $act --weight-method $wgt --w-bits $bits --a-bits $bits --calib-images 256 --seed 1 --progress false --json $j $fp_flag $extra"
     echo "+ $cmd"
     $cmd
-    jsons+=("$j")
-    fp_flag="--no-fp"
-  done
-done
+  fi
+  jsons+=("$j")
+  fp_flag="--no-fp"
+done <<'CONFIGS'
+duq duq 8
+lsq lsq 8
+pact sawb 8
+qil qil 8
+dsq dsq 8
+fat fat 8
+minmax minmax 8
+duq duq 4
+lsq lsq 4
+pact sawb 4
+qil qil 4
+dsq dsq 4
+fat fat 4
+minmax minmax 4
+duq minmax 8
+minmax duq 8
+dsq minmax 8
+minmax dsq 8
+dsq dsq 8 --per-channel true
+CONFIGS
 /usr/bin/python3 scripts/write_results.py ptq "scripts/ptq_table.sh $run" "${jsons[@]}"

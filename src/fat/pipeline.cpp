@@ -9,6 +9,7 @@
 
 #include "profit/common.h"
 #include "profit/data/loader.h"
+#include "profit/fat/export.h"
 #include "profit/fat/fold.h"
 #include "profit/fat/rescale.h"
 #include "profit/io/atomic_file.h"
@@ -310,6 +311,7 @@ FatSummary run_fat(train::TrainConfig cfg) {
                    {"epoch", pos.epoch + 1},
                    {"train_loss", train_loss},
                    {"holdout_loss", hold_loss},
+                   {"elapsed_seconds", std::chrono::duration<double>(Clock::now() - t0).count()},
                    {"lr", lr}});
     std::fprintf(stderr, "fat epoch %ld/%ld: train loss %.4f | held-out loss %.4f\n",
                  static_cast<long>(pos.epoch + 1), static_cast<long>(cfg.epochs), train_loss,
@@ -327,6 +329,16 @@ FatSummary run_fat(train::TrainConfig cfg) {
   const auto after_eval =
       train::evaluate(*student, fwd_student, test_loader, device, cfg.progress, "trained");
   io::save_safetensors((out / "final.safetensors").string(), io::state_dict(*student));
+  // Deployment form of the biases (§9): int32 in the accumulator scale, with that scale.
+  const auto shape = train_set->image_shape();
+  io::TensorMap int_biases;
+  int64_t int_clipped = 0;
+  for (const auto& b : export_int_biases(*student, shape[0], shape[1], shape[2])) {
+    int_biases[b.layer + ".bias_int32"] = b.bias_int32;
+    int_biases[b.layer + ".bias_step"] = (b.weight_step * b.input_step).to(torch::kFloat64);
+    int_clipped += b.clipped;
+  }
+  io::save_safetensors((out / "int_biases.safetensors").string(), int_biases);
   std::fprintf(stderr, "fp top1 %.2f | calibrated %.2f | after threshold training %.2f\n",
                fp_eval.top1, before_eval.top1, after_eval.top1);
 
@@ -336,6 +348,8 @@ FatSummary run_fat(train::TrainConfig cfg) {
       {"before", eval_json(before_eval)},
       {"after", eval_json(after_eval)},
       {"rescaled", rescale},
+      {"int_bias_layers", int_biases.size() / 2},
+      {"int_bias_clipped", int_clipped},
       {"best_holdout_loss", pos.best_loss},
       {"steps", pos.step},
       {"train_images", fit->size()},

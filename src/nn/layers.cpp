@@ -80,6 +80,15 @@ bool quantizing(const QuantizerPtr& q) {
   return q->state() == quant::QuantState::kQuantizing || q->state() == quant::QuantState::kFrozen;
 }
 
+// The grid step of a quantizer that quantizes now with one per-tensor step; 0 otherwise.
+double grid_step(const QuantizerPtr& q) {
+  if (!q || !q->initialized()) return 0.0;
+  if (q->state() != quant::QuantState::kQuantizing && q->state() != quant::QuantState::kFrozen)
+    return 0.0;
+  const auto s = q->step_size();
+  return s.numel() == 1 ? s.item<double>() : 0.0;
+}
+
 void record(const std::string& name, const torch::Tensor& w, const torch::Tensor& y,
             int64_t macs_per_output, const QuantizerPtr& wq, bool depthwise, bool linear) {
   auto* r = cost_recorder();
@@ -92,6 +101,7 @@ void record(const std::string& name, const torch::Tensor& w, const torch::Tensor
   rec.weight_numel = w.numel();
   rec.weight_bits = quantizing(wq) ? wq->bits() : 32;
   rec.input_bits = r->current_bits;
+  rec.input_step = r->current_step;
   r->layers.push_back(rec);
 }
 
@@ -117,8 +127,10 @@ torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
   torch::Tensor in = x;
   if (input_quant) {
     in = input_quant->forward(x);
-    if (auto* r = cost_recorder())
+    if (auto* r = cost_recorder()) {
       r->current_bits = quantizing(input_quant) ? input_quant->bits() : 32;
+      r->current_step = grid_step(input_quant);
+    }
   }
   auto w = effective_weight();
   auto y = conv_with(in, w);
@@ -167,7 +179,10 @@ torch::Tensor ActSiteImpl::forward(const torch::Tensor& x) {
   auto h = quant_fuses_act ? x : apply_act(x, act);
   if (quant) h = quant->forward(h);
   if (auto* r = cost_recorder()) {
-    if (quant || act != Act::kIdentity) r->current_bits = quantizing(quant) ? quant->bits() : 32;
+    if (quant || act != Act::kIdentity) {
+      r->current_bits = quantizing(quant) ? quant->bits() : 32;
+      r->current_step = grid_step(quant);
+    }
   }
   return h;
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "helpers.h"
+#include "profit/fat/export.h"
 #include "profit/fat/fold.h"
 #include "profit/fat/pipeline.h"
 #include "profit/fat/rescale.h"
@@ -245,6 +246,23 @@ bool is_quantizer_key(const std::string& k) {
   return false;
 }
 
+TEST(FatExport, Int32BiasFormulaAndClip) {
+  const auto bias = torch::tensor({0.5, -1.25, 3.0, 0.0004});
+  const auto steps = torch::tensor({0.1, 0.05, 1e-9, 0.1}, torch::kFloat64);
+  int64_t clipped = -1;
+  const auto q = quantize_bias(bias, 0.01, steps, &clipped);
+  EXPECT_EQ(q.scalar_type(), torch::kInt32);
+  // 0.5/0.001 = 500, -1.25/0.0005 = -2500, 3/1e-11 clips, 0.0004/0.001 = 0.4 -> 0.
+  EXPECT_EQ(q[0].item<int32_t>(), 500);
+  EXPECT_EQ(q[1].item<int32_t>(), -2500);
+  EXPECT_EQ(q[2].item<int32_t>(), 2147483647);
+  EXPECT_EQ(q[3].item<int32_t>(), 0);
+  EXPECT_EQ(clipped, 1);
+  // A per-tensor weight step broadcasts.
+  EXPECT_EQ(quantize_bias(bias, 0.5, torch::tensor({0.5}))[1].item<int32_t>(), -5);
+  EXPECT_ERROR_CONTAINS(quantize_bias(bias, 0.01, torch::ones({3})), "3 weight steps for 4");
+}
+
 TEST(FatPipeline, ThresholdOnlyTrainingAndExactResume) {
   const auto dir = temp_dir();
   // FP weights: a random model with BN statistics, for 10 synthetic classes on 3x12x12 images.
@@ -289,6 +307,26 @@ TEST(FatPipeline, ThresholdOnlyTrainingAndExactResume) {
   EXPECT_EQ(weights_checked, static_cast<int64_t>(ref.size()));
   EXPECT_GT(scales, 10);
   EXPECT_GT(scales_moved, scales / 4);
+
+  // Int32 biases (§9): one per layer (every layer's input is quantized in the FAT placement),
+  // each within half a step of the trained model's bias.
+  const auto ints =
+      io::load_weights_file((fs::path(cfg.out_dir) / "int_biases.safetensors").string());
+  int64_t layers = 0;
+  for (const auto& [k, v] : trained)
+    if (k.size() > 5 && k.compare(k.size() - 5, 5, ".bias") == 0 && !is_quantizer_key(k)) {
+      const auto layer = k.substr(0, k.size() - 5);
+      if (!ints.count(layer + ".bias_int32")) continue;  // BN biases are folded away
+      ++layers;
+      const auto& q = ints.at(layer + ".bias_int32");
+      const auto& step = ints.at(layer + ".bias_step");
+      EXPECT_EQ(q.scalar_type(), torch::kInt32) << layer;
+      const auto err = (q.to(torch::kFloat64) * step - v.to(torch::kFloat64)).abs() / step;
+      EXPECT_LE(err.max().item<double>(), 0.5 + 1e-9) << layer;
+    }
+  EXPECT_EQ(layers * 2, static_cast<int64_t>(ints.size()));
+  EXPECT_EQ(j["int_bias_layers"].get<int64_t>(), layers);
+  EXPECT_GE(layers, 50);  // V2: 52 convs + the classifier
 
   // Stop mid-run, resume: bit-identical final state.
   auto cfg2 = cfg;

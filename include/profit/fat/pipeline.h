@@ -14,7 +14,8 @@
 //
 // Run folder (train.out_dir): config.json, metrics.jsonl, last.ckpt (resumable with
 // train.resume), best.safetensors (student state with the best held-out loss),
-// rescale.json (when rescaling ran), summary.json.
+// rescale.json (when rescaling ran), int_biases.safetensors (every bias as int32 in its
+// accumulator scale, "<layer>.bias_int32", with "<layer>.bias_step", fat/export.h), summary.json.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -32,11 +32,13 @@ struct LayerRecord {
   bool depthwise = false, linear = false;
   int64_t macs = 0, weight_numel = 0;
   int weight_bits = 32, input_bits = 32;
+  double input_step = 0.0;  // step of the input's grid (per-tensor quantizer); 0: not quantized
 };
 struct CostRecorder {
   std::vector<LayerRecord> layers;
-  int current_bits = 8;  // set to the image bit width before the forward pass
-  bool nominal = false;  // count a quantizer's bits in any state (cost of a policy before QAT)
+  int current_bits = 8;       // set to the image bit width before the forward pass
+  bool nominal = false;       // count a quantizer's bits in any state (cost of a policy before QAT)
+  double current_step = 0.0;  // step of the last quantizer that ran (0: full precision)
 };
 CostRecorder*& cost_recorder();
 
