@@ -83,9 +83,11 @@ def ptq_section(command, paths):
         "",
         f"Command: `{command}`. Each quantizer is calibrated on {runs[0]['calib_images']} training "
         "images (evaluation transform, seed 1) and evaluated on the 10,000 test images; no "
-        "training. Per-tensor weights; 'weights' names the weight quantizer (PACT pairs with "
-        "SAWB). Size counts quantized weights at their bit width and everything else at 32 "
-        "bits; BOPS = MACs x weight bits x input bits per layer (image input 8 bit).",
+        "training. 'weights' names the weight quantizer (PACT pairs with SAWB), per tensor "
+        "unless marked per channel. The rows after the first two blocks mix quantizers to "
+        "show which initialisation (activations or weights) costs DuQ and DSQ their accuracy. "
+        "Size counts quantized weights at their bit width and everything else at 32 bits; "
+        "BOPS = MACs x weight bits x input bits per layer (image input 8 bit).",
         "",
         f"Full precision: top-1 {fp['top1']:.2f} %, top-5 {fp['top5']:.2f} %, "
         f"size {runs[0]['fp_cost']['size_bits'] / 8 / 1048576:.3f} MiB, "
@@ -97,7 +99,8 @@ def ptq_section(command, paths):
     for r in runs:
         q = r["quantized"]
         rows.append(
-            f"| {r['method']} | {r['weight_method']} | W{r['weight_bits']}A{r['act_bits']} | "
+            f"| {r['method']} | {r['weight_method']}{' per channel' if r.get('per_channel') else ''} | "
+            f"W{r['weight_bits']}A{r['act_bits']} | "
             f"{q['top1']:.2f} | {fp['top1'] - q['top1']:.2f} | "
             f"{r['cost']['size_bits'] / 8 / 1048576:.3f} | {r['cost']['bops'] / 1e9:.3f} |"
         )
@@ -187,16 +190,19 @@ def profit_section(command, paths):
             f"### Phases of `{run_dir}` (seed {c['train']['seed']})",
             "",
             f"Per-epoch evaluation on the first {c['profit']['eval_images'] or 10000} test images; "
-            "'best' is the maximum over the phase's epochs of max(model, EMA) (optimistic).",
+            "'best' is the maximum over the phase's epochs of max(model, EMA) (optimistic). "
+            "Frozen weights: 'all' in BN-stabilize phases (only BN, biases and quantizer "
+            "parameters train), else the number of PROFIT-frozen convs (AIWQ ranking).",
             "",
-            "| phase | kind | A | W | epochs | frozen convs | last top-1 | last EMA top-1 | best |",
+            "| phase | kind | A | W | epochs | frozen weights | last top-1 | last EMA top-1 | best |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for ph in r["phases"]:
             bits = lambda b: str(b) if b else "fp"
             rows.append(
                 f"| {ph['name']} | {ph['kind']} | {bits(ph['act_bits'])} | {bits(ph['weight_bits'])} | "
-                f"{ph['epochs']} | {ph['frozen_layers']} | {ph['last']['top1']:.2f} | "
+                f"{ph['epochs']} | {'all' if ph['kind'] == 'bn' else ph['frozen_layers'] or '-'} | "
+                f"{ph['last']['top1']:.2f} | "
                 f"{ph['last_ema']['top1']:.2f} | {ph['best_top1']:.2f} |")
         for img, what in [("curves", "Training loss per phase and test top-1"),
                           ("aiwq", "AIWQ per conv layer")]:
