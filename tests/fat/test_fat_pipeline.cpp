@@ -10,6 +10,7 @@
 #include "profit/io/safetensors.h"
 #include "profit/io/state_dict.h"
 #include "profit/nn/models.h"
+#include "tiny_config.h"
 
 namespace profit::fat {
 namespace {
@@ -213,30 +214,17 @@ TEST(FatSchedule, ClearedAdamStepsLikeAFreshOne) {
 }
 
 train::TrainConfig smoke_config(const fs::path& dir, const std::string& weights) {
-  train::TrainConfig cfg;
-  cfg.model.arch = "mobilenet_v2";
-  cfg.model.width = 0.25;
-  cfg.model.small_input = true;
-  cfg.data.name = "synthetic";
-  cfg.data.synthetic_size = 64;
-  cfg.data.image_size = 12;
+  train::TrainConfig cfg = profit::testing::tiny_train_config(dir / "run");
   cfg.init_weights = weights;
   cfg.epochs = 2;
-  cfg.batch_size = 8;
-  cfg.eval_batch_size = 32;
   cfg.lr = 1e-2;
-  cfg.workers = 1;
   cfg.seed = 4;
-  cfg.device = "cpu";
-  cfg.progress = false;
-  cfg.log_every = 1;
   cfg.fat.w_bits = 4;
   cfg.fat.a_bits = 4;
   cfg.fat.calib_images = 16;
   cfg.fat.fraction = 1.0;
   cfg.fat.holdout = 0.25;
   cfg.fat.reset_steps = 3;
-  cfg.out_dir = (dir / "run").string();
   return cfg;
 }
 

@@ -15,6 +15,7 @@
 #include "profit/schedule/groups.h"
 #include "profit/schedule/pipeline.h"
 #include "profit/train/trainer.h"
+#include "tiny_config.h"
 
 namespace profit::schedule {
 namespace {
@@ -240,25 +241,13 @@ namespace {
 // 2 steps each) on synthetic 12x12 images.
 QuantizeJob tiny_job(const fs::path& dir, const std::string& arch) {
   QuantizeJob job;
+  job.cfg = profit::testing::tiny_train_config(dir / "run", arch);
   auto& cfg = job.cfg;
-  cfg.model.arch = arch;
-  cfg.model.width = 0.25;
-  cfg.model.small_input = true;
-  cfg.data.name = "synthetic";
-  cfg.data.synthetic_size = 64;
-  cfg.data.image_size = 12;
-  cfg.batch_size = 8;
-  cfg.eval_batch_size = 32;
   cfg.steps_per_epoch = 2;
   cfg.lr = 0.05;
   cfg.weight_decay = 1e-4;
   cfg.ema_decay = 0.9;
-  cfg.workers = 1;
   cfg.seed = 5;
-  cfg.device = "cpu";
-  cfg.progress = false;
-  cfg.log_every = 1;
-  cfg.out_dir = (dir / "run").string();
   auto& p = cfg.profit;
   p.teacher = "self";
   p.fp_epochs = 1;

@@ -6,6 +6,7 @@
 #include "profit/train/ema.h"
 #include "profit/train/optim.h"
 #include "profit/train/trainer.h"
+#include "tiny_config.h"
 
 namespace profit::train {
 namespace {
@@ -106,15 +107,8 @@ TEST(Ema, OneStepIsExact) {
 }
 
 TrainConfig tiny_config(const fs::path& out) {
-  TrainConfig cfg;
-  cfg.model.arch = "mobilenet_v2";
-  cfg.model.width = 0.25;
-  cfg.model.small_input = true;
-  cfg.data.name = "synthetic";
-  cfg.data.synthetic_size = 48;
-  cfg.data.image_size = 12;
+  TrainConfig cfg = profit::testing::tiny_train_config(out, "mobilenet_v2", 48);
   cfg.epochs = 2;
-  cfg.batch_size = 8;
   cfg.eval_batch_size = 16;
   cfg.lr = 0.05;
   cfg.warmup_epochs = 0.5;
@@ -122,10 +116,6 @@ TrainConfig tiny_config(const fs::path& out) {
   cfg.label_smoothing = 0.1;
   cfg.workers = 2;
   cfg.seed = 3;
-  cfg.device = "cpu";
-  cfg.progress = false;
-  cfg.log_every = 1;
-  cfg.out_dir = out.string();
   return cfg;
 }
 
