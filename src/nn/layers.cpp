@@ -105,16 +105,20 @@ void record(const std::string& name, const torch::Tensor& w, const torch::Tensor
   r->layers.push_back(rec);
 }
 
+// Fills (or replaces) one quantizer slot, registered under `key` so it is saved with the layer.
+void set_slot(torch::nn::Module& owner, QuantizerPtr& slot, const std::string& key,
+              const QuantizerPtr& q, const std::string& owner_name) {
+  TORCH_CHECK(q, owner_name, ": empty ", key);
+  slot = slot ? owner.replace_module(key, q) : owner.register_module(key, q);
+}
+
 }  // namespace
 
 void ConvImpl::set_weight_quant(QuantizerPtr q) {
-  TORCH_CHECK(q, "conv ", name, ": empty weight_quant");
-  weight_quant =
-      weight_quant ? replace_module("weight_quant", q) : register_module("weight_quant", q);
+  set_slot(*this, weight_quant, "weight_quant", q, "conv " + name);
 }
 void ConvImpl::set_input_quant(QuantizerPtr q) {
-  TORCH_CHECK(q, "conv ", name, ": empty input_quant");
-  input_quant = input_quant ? replace_module("input_quant", q) : register_module("input_quant", q);
+  set_slot(*this, input_quant, "input_quant", q, "conv " + name);
 }
 
 torch::Tensor ConvImpl::effective_weight() {
@@ -146,15 +150,11 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) : in(in), out(ou
 }
 
 void LinearImpl::set_weight_quant(QuantizerPtr q) {
-  TORCH_CHECK(q, "linear ", name, ": empty weight_quant");
-  weight_quant =
-      weight_quant ? replace_module("weight_quant", q) : register_module("weight_quant", q);
+  set_slot(*this, weight_quant, "weight_quant", q, "linear " + name);
 }
 
 void LinearImpl::set_output_quant(QuantizerPtr q) {
-  TORCH_CHECK(q, "linear ", name, ": empty output_quant");
-  output_quant =
-      output_quant ? replace_module("output_quant", q) : register_module("output_quant", q);
+  set_slot(*this, output_quant, "output_quant", q, "linear " + name);
 }
 
 torch::Tensor LinearImpl::effective_weight() {
@@ -170,8 +170,7 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
 }
 
 void ActSiteImpl::set_quant(QuantizerPtr q, bool fuses_act) {
-  TORCH_CHECK(q, "activation site: empty quantizer");
-  quant = quant ? replace_module("quant", q) : register_module("quant", q);
+  set_slot(*this, quant, "quant", q, "activation site");
   quant_fuses_act = fuses_act;
 }
 
