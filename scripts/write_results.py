@@ -124,8 +124,8 @@ def fat_section(command, paths):
         "",
         f"FP (BN folded): top-1 {fp['top1']:.2f} %.",
         "",
-        "| W/A bits | weights | rescaled | calibrated top-1 | after training top-1 | drop vs FP (pt) | train time |",
-        "|---|---|---|---|---|---|---|",
+        "| W/A bits | weights | rescaled | calibrated top-1 | after training top-1 | drop vs FP (pt) | train time | int32 biases (clipped) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         f = r["config"]["fat"]
@@ -133,7 +133,8 @@ def fat_section(command, paths):
         rows.append(
             f"| W{f['w_bits']}A{f['a_bits']} | {gran} | {'yes' if r['rescaled'] else 'no'} | "
             f"{r['before']['top1']:.2f} | {r['after']['top1']:.2f} | "
-            f"{fp['top1'] - r['after']['top1']:.2f} | {r['train_seconds'] / 60:.1f} min |"
+            f"{fp['top1'] - r['after']['top1']:.2f} | {r['train_seconds'] / 60:.1f} min | "
+            f"{r.get('int_bias_layers', '-')} ({r.get('int_bias_clipped', '-')}) |"
         )
     rows += ["", f"Machine: {machine()}."]
     replace_section("fat", "\n".join(rows))
