@@ -142,8 +142,11 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   if (resuming) {
     io::load_checkpoint(ckpt, {model.get(), ema ? ema->model().get() : nullptr, nullptr}, pos,
                         device);
-    std::cerr << "resuming " << ckpt << " at phase " << pos.phase + 1 << " ("
-              << phases.at(pos.phase).name << ") epoch " << pos.epoch + 1 << "\n";
+    if (pos.phase < static_cast<int64_t>(phases.size()))
+      std::cerr << "resuming " << ckpt << " at phase " << pos.phase + 1 << " ("
+                << phases[pos.phase].name << ") epoch " << pos.epoch + 1 << "\n";
+    else
+      std::cerr << "resuming " << ckpt << ": every phase is done, final evaluation only\n";
   } else {
     write_json(out / "config.json", train::to_json(cfg));
     io::write_file_atomic((out / "policy.yaml").string(), quant::policy_to_yaml(job.policy));
