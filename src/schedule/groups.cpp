@@ -4,18 +4,11 @@
 
 namespace profit::schedule {
 
-const char* param_group_name(ParamGroup g) {
-  switch (g) {
-    case ParamGroup::kQuant:
-      return "quant";
-    case ParamGroup::kFrozen:
-      return "frozen";
-    case ParamGroup::kBnBias:
-      return "bnbias";
-    case ParamGroup::kWeight:
-      return "weight";
-  }
-  return "?";
+bool is_quantizer_key(const std::string& name) {
+  static const auto keys = quant::fp_checkpoint_ignores();
+  for (const auto& k : keys)
+    if (name.find(k) != std::string::npos) return true;
+  return false;
 }
 
 namespace {
@@ -29,14 +22,11 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 GroupedParams group_parameters(const torch::nn::Module& model,
                                const std::set<std::string>& frozen_layers) {
-  static const auto quant_keys = quant::fp_checkpoint_ignores();
   GroupedParams g;
   for (const auto& item : model.named_parameters(true)) {
     const std::string& name = item.key();
     NamedParam np{name, item.value()};
-    bool is_quant = false;
-    for (const auto& k : quant_keys) is_quant = is_quant || name.find(k) != std::string::npos;
-    if (is_quant) {
+    if (is_quantizer_key(name)) {
       g.quant.push_back(np);
       continue;
     }

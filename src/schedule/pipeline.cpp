@@ -55,15 +55,9 @@ void set_role(const std::vector<quant::QuantSite>& sites, const quant::QuantPoli
 // The EMA starts its quantizer parameters (and "initialized" flags) from the model's (D3).
 void copy_quantizers(const torch::nn::Module& from, torch::nn::Module& to) {
   torch::NoGradGuard no_grad;
-  const auto keys = quant::fp_checkpoint_ignores();
-  auto is_quant = [&](const std::string& n) {
-    for (const auto& k : keys)
-      if (n.find(k) != std::string::npos) return true;
-    return false;
-  };
   auto src = io::state_dict(from);
   for (auto& [name, dst] : io::state_dict(to))
-    if (is_quant(name)) dst.copy_(src.at(name));
+    if (is_quantizer_key(name)) dst.copy_(src.at(name));
 }
 
 // Layers frozen by an ft phase of stage j: `already` (resampling keeps earlier choices) topped

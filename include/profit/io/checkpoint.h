@@ -30,8 +30,8 @@ struct CheckpointRefs {
 void save_checkpoint(const std::string& path, const CheckpointRefs& refs, const TrainPosition& pos,
                      const std::string& config_json);
 
-/// Loads into the given objects (strict by name; null refs are skipped). Returns the config JSON stored with it.
-/// A corrupt or truncated file throws naming the path; nothing is modified on disk.
+/// Loads into the given objects (strict by name; null refs are skipped). Returns the config JSON
+/// stored with it. A corrupt or truncated file throws naming the path; nothing is modified on disk.
 /// Tensors (optimizer state) are mapped to `device`.
 std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs, TrainPosition& pos,
                             torch::Device device = torch::kCPU);

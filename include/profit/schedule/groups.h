@@ -20,8 +20,8 @@
 
 namespace profit::schedule {
 
-enum class ParamGroup { kQuant, kFrozen, kBnBias, kWeight };
-const char* param_group_name(ParamGroup g);
+/// Whether a parameter/buffer name belongs to a quantizer (the keys an FP checkpoint lacks).
+bool is_quantizer_key(const std::string& name);
 
 struct NamedParam {
   std::string name;
