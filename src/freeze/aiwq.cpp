@@ -1,5 +1,7 @@
 #include "profit/freeze/aiwq.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -8,36 +10,90 @@
 
 namespace profit::freeze {
 
-KlSample gaussian_kl(const torch::Tensor& y_new, const torch::Tensor& y_old) {
-  TORCH_CHECK(y_new.sizes() == y_old.sizes(), "AIWQ: output shapes differ: ", y_new.sizes(), " vs ",
-              y_old.sizes());
-  TORCH_CHECK(y_new.dim() >= 2, "AIWQ: expected [N, C, ...] outputs, got ", y_new.sizes());
-  // [N, C, ...] -> [C, M] in double.
-  auto channels_first = [](const torch::Tensor& y) {
-    auto d = y.detach().to(torch::kDouble).transpose(0, 1);
-    return d.reshape({d.size(0), -1});
-  };
-  const auto a = channels_first(y_new), b = channels_first(y_old);
-  const int64_t m = a.size(1);
-  TORCH_CHECK(m >= 2, "AIWQ: need at least 2 positions per channel, got ", m);
-  const auto mu_a = a.mean(1), mu_b = b.mean(1);
-  // Unbiased variances (divisor M - 1).
-  const auto var_a = (a - mu_a.unsqueeze(1)).pow(2).sum(1) / static_cast<double>(m - 1);
-  const auto var_b = (b - mu_b.unsqueeze(1)).pow(2).sum(1) / static_cast<double>(m - 1);
-  const auto keep = (var_a > 0) & (var_b > 0);
+namespace {
+
+void check_output(const torch::Tensor& y) {
+  TORCH_CHECK(y.dim() >= 2, "AIWQ: expected [N, C, ...] outputs, got ", y.sizes());
+  TORCH_CHECK(y.numel() / y.size(1) >= 2, "AIWQ: need at least 2 positions per channel, got ",
+              y.numel() / std::max<int64_t>(1, y.size(1)));
+}
+
+// Sums of (v - shift) and (v - shift)^2 over n values, in double with 4 fixed lanes (a fixed
+// order the compiler can vectorise).
+void shifted_sums(const float* v, int64_t n, double shift, double& sum, double& sq) {
+  double s[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int j = 0; j < 4; ++j) {
+      const double d = static_cast<double>(v[i + j]) - shift;
+      s[j] += d;
+      q[j] += d * d;
+    }
+  for (; i < n; ++i) {
+    const double d = static_cast<double>(v[i]) - shift;
+    sum += d;
+    sq += d * d;
+  }
+  for (int j = 0; j < 4; ++j) sum += s[j], sq += q[j];
+}
+
+}  // namespace
+
+ChannelMoments channel_moments_reference(const torch::Tensor& y) {
+  check_output(y);
+  auto d = y.detach().to(torch::kDouble).transpose(0, 1);
+  d = d.reshape({d.size(0), -1});  // [C, M]
+  const int64_t m = d.size(1);
+  auto mean = d.mean(1);
+  auto var = (d - mean.unsqueeze(1)).pow(2).sum(1) / static_cast<double>(m - 1);
+  return {mean, var};
+}
+
+ChannelMoments channel_moments(const torch::Tensor& y_in) {
+  check_output(y_in);
+  if (!y_in.device().is_cpu() || y_in.scalar_type() != torch::kFloat32)
+    return channel_moments_reference(y_in);
+  const auto y = y_in.detach().contiguous();
+  const int64_t n = y.size(0), c = y.size(1), inner = y.numel() / (n * c), m = n * inner;
+  auto mean = torch::empty({c}, torch::kFloat64), var = torch::empty({c}, torch::kFloat64);
+  const float* p = y.data_ptr<float>();
+  double *mp = mean.data_ptr<double>(), *vp = var.data_ptr<double>();
+  at::parallel_for(0, c, 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      const double shift = p[k * inner];  // the channel's first value
+      double sum = 0.0, sq = 0.0;
+      for (int64_t i = 0; i < n; ++i) shifted_sums(p + (i * c + k) * inner, inner, shift, sum, sq);
+      mp[k] = shift + sum / static_cast<double>(m);
+      vp[k] = std::max(0.0, (sq - sum * sum / static_cast<double>(m)) / static_cast<double>(m - 1));
+    }
+  });
+  return {mean, var};
+}
+
+KlSample gaussian_kl(const ChannelMoments& a, const ChannelMoments& b) {
+  TORCH_CHECK(a.mean.sizes() == b.mean.sizes(), "AIWQ: channel counts differ: ", a.mean.sizes(),
+              " vs ", b.mean.sizes());
+  const auto keep = (a.var > 0) & (b.var > 0);
   KlSample s;
   s.kept = keep.sum().item<int64_t>();
   if (s.kept == 0) return s;
-  const auto va = var_a.masked_select(keep), vb = var_b.masked_select(keep);
-  const auto dmu = (mu_a - mu_b).masked_select(keep);
+  const auto va = a.var.masked_select(keep), vb = b.var.masked_select(keep);
+  const auto dmu = (a.mean - b.mean).masked_select(keep);
   const auto kl = 0.5 * torch::log(vb / va) + (va + dmu.pow(2)) / (2.0 * vb) - 0.5;
   s.value = kl.mean().item<double>();
   return s;
 }
 
-AiwqMeter::AiwqMeter(torch::nn::Module& model, double decay, double outlier)
-    : decay_(decay), outlier_(outlier) {
+KlSample gaussian_kl(const torch::Tensor& y_new, const torch::Tensor& y_old) {
+  TORCH_CHECK(y_new.sizes() == y_old.sizes(), "AIWQ: output shapes differ: ", y_new.sizes(), " vs ",
+              y_old.sizes());
+  return gaussian_kl(channel_moments(y_new), channel_moments(y_old));
+}
+
+AiwqMeter::AiwqMeter(torch::nn::Module& model, double decay, double outlier, int every)
+    : decay_(decay), outlier_(outlier), every_(every), sample_decay_(std::pow(decay, every)) {
   TORCH_CHECK(decay > 0.0 && decay < 1.0, "AIWQ: decay must be in (0, 1), got ", decay);
+  TORCH_CHECK(every >= 1, "AIWQ: sampling interval (aiwq_every) must be >= 1, got ", every);
   for (const auto& item : model.named_modules("", false)) {
     auto* conv = item.value()->as<nn::ConvImpl>();
     if (!conv) continue;
@@ -58,6 +114,7 @@ AiwqMeter::AiwqMeter(torch::nn::Module& model, double decay, double outlier)
   }
   TORCH_CHECK(!layers_.empty(), "AIWQ: the model has no conv layer");
   previous_.resize(layers_.size());
+  forwards_.assign(layers_.size(), 0);
   observer_ = [this](nn::ConvImpl& conv, const torch::Tensor& input, const torch::Tensor& weight,
                      const torch::Tensor& output) { observe(conv, input, weight, output); };
 }
@@ -81,6 +138,7 @@ void AiwqMeter::stop() {
 
 void AiwqMeter::new_epoch() {
   for (auto& p : previous_) p = torch::Tensor();
+  std::fill(forwards_.begin(), forwards_.end(), 0);
 }
 
 void AiwqMeter::observe(nn::ConvImpl& conv, const torch::Tensor& input, const torch::Tensor& weight,
@@ -90,14 +148,15 @@ void AiwqMeter::observe(nn::ConvImpl& conv, const torch::Tensor& input, const to
   if (it == index_.end()) return;
   const size_t i = it->second;
   torch::NoGradGuard no_grad;
-  const auto current = weight.detach();
+  const int64_t t = forwards_[i]++;
   if (previous_[i].defined()) {
     // Y_old from the same input with the forward's own padding (§3.4); Y_new is the real output.
     add(i, gaussian_kl(output.detach(), conv.conv_with(input.detach(), previous_[i])));
-  } else {
-    ++layers_[i].skipped;
+  } else if (t % every_ == 0) {
+    ++layers_[i].skipped;  // a sampled iteration without the previous weights (epoch start)
   }
-  previous_[i] = current.clone();
+  // Keep W_q^(t) only when iteration t + 1 is sampled: the clone and the extra conv are the cost.
+  previous_[i] = (t + 1) % every_ == 0 ? weight.detach().clone() : torch::Tensor();
 }
 
 void AiwqMeter::add(size_t index, const KlSample& sample) {
@@ -108,7 +167,7 @@ void AiwqMeter::add(size_t index, const KlSample& sample) {
   } else if (sample.value > outlier_) {
     ++l.discarded;
   } else {
-    l.score = decay_ * l.score + (1.0 - decay_) * sample.value;
+    l.score = sample_decay_ * l.score + (1.0 - sample_decay_) * sample.value;
     ++l.accepted;
   }
 }
@@ -136,7 +195,11 @@ nlohmann::json AiwqMeter::to_json() const {
                       {"discarded", l.discarded},
                       {"skipped", l.skipped}});
   }
-  return {{"decay", decay_}, {"outlier", outlier_}, {"layers", layers}, {"ranking", ranking()}};
+  return {{"decay", decay_},
+          {"outlier", outlier_},
+          {"every", every_},
+          {"layers", layers},
+          {"ranking", ranking()}};
 }
 
 void AiwqMeter::load_json(const nlohmann::json& j) {

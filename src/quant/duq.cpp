@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "profit/quant/fused.h"
+
 namespace profit::quant {
 
 using torch::autograd::AutogradContext;
@@ -13,10 +15,13 @@ DuqGrid duq_grid(SiteKind kind, int bits) {
   TORCH_CHECK(bits >= 2 && bits <= 8, "DuQ bits must be in [2, 8], got ", bits);
   const double lu = std::ldexp(1.0, bits) - 1.0, ls = std::ldexp(1.0, bits - 1) - 1.0;
   switch (kind) {
-    case SiteKind::kU: return {0.0, 0.0, lu, 0.0};
+    case SiteKind::kU:
+      return {0.0, 0.0, lu, 0.0};
     case SiteKind::kS:
-    case SiteKind::kW: return {0.0, -1.0, ls, 0.0};
-    case SiteKind::kH: return {0.375, 0.0, lu, -0.375};
+    case SiteKind::kW:
+      return {0.0, -1.0, ls, 0.0};
+    case SiteKind::kH:
+      return {0.375, 0.0, lu, -0.375};
   }
   return {};
 }
@@ -105,7 +110,10 @@ void DuqImpl::init_from(const torch::Tensor& h) {
 }
 
 torch::Tensor DuqImpl::quantize(const torch::Tensor& h) {
-  return duq_quantize(h, broadcastable(a(), h), broadcastable(c(), h),
+  auto av = a(), cv = c();
+  if (fused_supported(h, {av, cv}))
+    return duq_fused(h, av, cv, duq_grid(spec_.kind(), spec_.bits()));
+  return duq_quantize(h, broadcastable(av, h), broadcastable(cv, h),
                       duq_grid(spec_.kind(), spec_.bits()));
 }
 

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "profit/quant/fused.h"
+
 namespace profit::quant {
 
 using torch::autograd::AutogradContext;
@@ -80,13 +82,16 @@ void LsqImpl::init_from(const torch::Tensor& v) {
   torch::Tensor m = spec_.per_channel() ? v.abs().flatten(1).mean(1) : v.abs().mean().view({1});
   TORCH_CHECK(!spec_.per_channel() || v.size(0) == spec_.channels(), "LSQ: tensor has ", v.size(0),
               " channels, quantizer was built for ", spec_.channels());
-  scale.set_data((2.0 * m / std::sqrt(qp)).clamp_min(kMinScale).to(scale.dtype()).view(param_shape()));
+  scale.set_data(
+      (2.0 * m / std::sqrt(qp)).clamp_min(kMinScale).to(scale.dtype()).view(param_shape()));
   initialized_ = true;
 }
 
 torch::Tensor LsqImpl::quantize(const torch::Tensor& v) {
-  auto s = broadcastable(scale.clamp_min(kMinScale), v);
-  return lsq_quantize(v, s, lsq_bounds(spec_.kind(), spec_.bits()), grad_scale(v));
+  auto s = scale.clamp_min(kMinScale);
+  const auto bounds = lsq_bounds(spec_.kind(), spec_.bits());
+  if (fused_supported(v, {s})) return lsq_fused(v, s, bounds, grad_scale(v));
+  return lsq_quantize(v, broadcastable(s, v), bounds, grad_scale(v));
 }
 
 }  // namespace profit::quant

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "profit/quant/fused.h"
+
 namespace profit::quant {
 
 using torch::autograd::AutogradContext;
@@ -131,7 +133,10 @@ torch::Tensor PactImpl::quantize(const torch::Tensor& h) {
   if (spec_.kind() == SiteKind::kH && hswish_shift) {
     return pact_quantize(h + kHSwishShift, a, levels(), false, residual) - kHSwishShift;
   }
-  return pact_quantize(h, a, levels(), is_signed(), residual);
+  // h is the raw pre-activation when relu_in_quantize(): the fused kernel applies the ReLU.
+  const bool relu = relu_in_quantize();
+  if (fused_supported(h, {a})) return pact_fused(h, a, levels(), is_signed(), residual, relu);
+  return pact_quantize(relu ? torch::relu(h) : h, a, levels(), is_signed(), residual);
 }
 
 }  // namespace profit::quant

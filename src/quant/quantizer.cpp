@@ -3,6 +3,8 @@
 #include <cmath>
 #include <mutex>
 
+#include "profit/quant/fused.h"
+
 namespace profit::quant {
 
 const char* site_kind_name(SiteKind k) {
@@ -89,13 +91,18 @@ void QuantizerImpl::sync_initialized_flag() {
   }
 }
 
+bool QuantizerImpl::relu_in_quantize() const {
+  return absorbs_relu() && spec_.fused() == FusedAct::kReLU && spec_.kind() == SiteKind::kU &&
+         fused_kernels_enabled();
+}
+
 torch::Tensor QuantizerImpl::forward(const torch::Tensor& x) {
   sync_initialized_flag();
-  auto h = apply_fused(x);
   switch (state_) {
     case QuantState::kOff:
-      return h;
+      return apply_fused(x);
     case QuantState::kObserving: {
+      auto h = apply_fused(x);
       torch::NoGradGuard no_grad;
       observe(h.detach());
       sync_initialized_flag();
@@ -106,9 +113,10 @@ torch::Tensor QuantizerImpl::forward(const torch::Tensor& x) {
       TORCH_CHECK(initialized(), "quantizer (", spec_.method(), ", kind ",
                   site_kind_name(spec_.kind()),
                   ") used before initialisation: run an observing pass first");
-      return quantize(h);
+      // Saves the ReLU pass (and its saved tensor) when the kernel applies it.
+      return quantize(relu_in_quantize() ? x : apply_fused(x));
   }
-  return h;
+  return apply_fused(x);
 }
 
 void QuantizerImpl::observe(const torch::Tensor& h) {

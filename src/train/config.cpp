@@ -115,6 +115,9 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
      &r.freeze_order);
   fn({"profit", "aiwq_resample", "aiwq-resample", "re-measure AIWQ during fine-tune phases"},
      &r.aiwq_resample);
+  fn({"profit", "aiwq_every", "aiwq-every",
+      "measure AIWQ on every k-th iteration (EMA decay^k; 1 = every iteration, the paper)"},
+     &r.aiwq_every);
   fn({"profit", "eval_images", "eval-images",
       "test images evaluated after each epoch (0: all; the final evaluation uses all)"},
      &r.eval_images);
@@ -271,6 +274,7 @@ void validate(const TrainConfig& c) {
                   r.warmup >= 0 && r.warmup < r.ft_epochs,
               "profit epochs: fp/bn >= 0, ft/sample >= 1, 0 <= warmup < ft_epochs");
   TORCH_CHECK(r.n_profit >= 1, "profit.n_profit must be >= 1, got ", r.n_profit);
+  TORCH_CHECK(r.aiwq_every >= 1, "profit.aiwq_every must be >= 1, got ", r.aiwq_every);
   TORCH_CHECK(r.freeze_order == "aiwq" || r.freeze_order == "reverse" || r.freeze_order == "random",
               "profit.freeze_order must be aiwq, reverse or random, got '", r.freeze_order, "'");
   TORCH_CHECK(r.eval_images >= 0, "profit.eval_images must be >= 0, got ", r.eval_images);

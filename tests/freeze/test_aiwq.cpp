@@ -120,6 +120,51 @@ TEST(Aiwq, MeterSamplesTrainingForwardsOnly) {
   EXPECT_EQ(nn::conv_observer(), nullptr);  // stop() uninstalled it
 }
 
+// aiwq_every = 2: iterations 0, 2, 4 of the epoch are sampled (0 has no previous weights), each
+// against the weights of the forward just before it; the EMA decay per sample is 0.999^2.
+TEST(Aiwq, MeterSamplesEveryKthIteration) {
+  torch::manual_seed(4);
+  nn::Conv conv(nn::ConvOptions(3, 5, 3));
+  torch::nn::Sequential seq(conv);
+  AiwqMeter meter(*seq, 0.999, 1.0, 2);
+  meter.start();
+  seq->train();
+  auto x = torch::randn({2, 3, 6, 6});
+  std::vector<torch::Tensor> outputs;
+  for (int t = 0; t < 5; ++t) {
+    outputs.push_back(seq->forward(x).detach());
+    torch::NoGradGuard g;
+    conv->weight.mul_(1.0 + 0.1 * (t + 1));  // a different exact scaling each iteration
+  }
+  meter.stop();
+  const auto& l = meter.layers()[0];
+  EXPECT_EQ(l.skipped, 1);
+  EXPECT_EQ(l.accepted, 2);
+  const double d = 0.999 * 0.999;
+  const double v2 = gaussian_kl(outputs[2], outputs[1]).value;
+  const double v4 = gaussian_kl(outputs[4], outputs[3]).value;
+  EXPECT_NEAR(l.score, d * (1 - d) * v2 + (1 - d) * v4, 1e-12);
+  EXPECT_THROW(AiwqMeter(*seq, 0.999, 1.0, 0), c10::Error);
+}
+
+// The one-pass moments against the plain double formula, on channels with a large offset
+// (where a naive sum of squares cancels) and an exactly constant channel (variance 0, dropped).
+TEST(Aiwq, ChannelMomentsMatchTheReference) {
+  torch::manual_seed(9);
+  auto y = torch::randn({16, 7, 9, 11}) * 0.01 + 1000.0;
+  y.select(1, 3).fill_(2.5);
+  y.select(1, 5).mul_(-3.0);
+  const auto fast = channel_moments(y), ref = channel_moments_reference(y);
+  EXPECT_TRUE(torch::allclose(fast.mean, ref.mean, 1e-12, 0.0));
+  EXPECT_TRUE(torch::allclose(fast.var, ref.var, 1e-9, 0.0)) << fast.var << ref.var;
+  EXPECT_EQ(fast.var[3].item<double>(), 0.0);
+  // [N, C] outputs (a linear layer's shape) and the double-tensor fallback.
+  auto z = torch::randn({50, 4});
+  EXPECT_TRUE(torch::allclose(channel_moments(z).var, channel_moments_reference(z).var, 1e-12));
+  EXPECT_TRUE(torch::allclose(channel_moments(z.to(torch::kFloat64)).mean,
+                              channel_moments_reference(z).mean, 1e-15));
+}
+
 TEST(Aiwq, RankingIsStableAndGroupsFollowTheSpec) {
   nn::ModelConfig c;
   c.arch = "mobilenet_v2";

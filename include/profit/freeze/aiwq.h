@@ -36,9 +36,22 @@ struct KlSample {
   int64_t kept = 0;    // channels kept
 };
 
+/// Per-channel mean and unbiased variance (divisor M - 1) over the M = N*H*W positions of
+/// y [N, C, H, W] or [N, C]; channels are dim 1. Both [C], double.
+struct ChannelMoments {
+  torch::Tensor mean, var;
+};
+/// One pass over a float32 CPU tensor (double accumulation of values shifted by each channel's
+/// first value, so a constant channel has variance exactly 0); other tensors take the reference.
+ChannelMoments channel_moments(const torch::Tensor& y);
+/// Plain ATen in double: mean, then the sum of squared deviations. Tests compare the two.
+ChannelMoments channel_moments_reference(const torch::Tensor& y);
+
 /// Per-channel Gaussian KL(N_new || N_old) of §3.2 steps 4-7, in double. y_new and y_old have
 /// the same shape [N, C, H, W] or [N, C]; channels are dim 1.
 KlSample gaussian_kl(const torch::Tensor& y_new, const torch::Tensor& y_old);
+/// The same from the two outputs' moments.
+KlSample gaussian_kl(const ChannelMoments& y_new, const ChannelMoments& y_old);
 
 struct AiwqLayer {
   std::string name;
@@ -52,7 +65,12 @@ class AiwqMeter {
  public:
   /// Registers every Conv of `model` (named by module path, in module order) except the SE
   /// excitation FCs (1x1 convs named fc1/fc2), which the method treats as linear layers.
-  explicit AiwqMeter(torch::nn::Module& model, double decay = 0.999, double outlier = 1.0);
+  /// `every` = k > 1 (beyond the paper, for speed) samples every k-th training forward of each
+  /// layer (iterations 0, k, 2k, ... of an epoch; the weights of the forward before each are kept)
+  /// and applies the EMA with decay^k, so that the score averages over the same number of
+  /// iterations; k = 1 is the spec's every-iteration measurement.
+  explicit AiwqMeter(torch::nn::Module& model, double decay = 0.999, double outlier = 1.0,
+                     int every = 1);
   ~AiwqMeter();
   AiwqMeter(const AiwqMeter&) = delete;
   AiwqMeter& operator=(const AiwqMeter&) = delete;
@@ -80,6 +98,9 @@ class AiwqMeter {
                const torch::Tensor& output);
 
   double decay_, outlier_;
+  int every_;
+  double sample_decay_;            // decay^every
+  std::vector<int64_t> forwards_;  // training forwards per layer since new_epoch()
   std::vector<AiwqLayer> layers_;
   std::unordered_map<const nn::ConvImpl*, size_t> index_;
   std::vector<torch::Tensor> previous_;

@@ -50,6 +50,8 @@ class DuqImpl : public QuantizerImpl {
 
  protected:
   torch::Tensor quantize(const torch::Tensor& h) override;
+  // Exact for any path: u = x/a < 0 clamps to 0 with a zero gradient, as after a ReLU.
+  bool absorbs_relu() const override { return true; }
 };
 
 }  // namespace profit::quant

@@ -48,6 +48,8 @@ class LsqImpl : public QuantizerImpl {
 
  protected:
   torch::Tensor quantize(const torch::Tensor& v) override;
+  // Exact for any path: with Q_N = 0, v/s < 0 clamps to 0 with zero gradients, as after a ReLU.
+  bool absorbs_relu() const override { return true; }
 };
 
 }  // namespace profit::quant

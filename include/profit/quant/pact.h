@@ -69,6 +69,7 @@ class PactImpl : public QuantizerImpl {
 
  protected:
   torch::Tensor quantize(const torch::Tensor& h) override;
+  bool absorbs_relu() const override { return true; }
 };
 
 }  // namespace profit::quant

@@ -1,0 +1,216 @@
+// Fused quantizer kernels (fused.h) against the reference autograd functions: bit-identical
+// values and input gradients, parameter gradients equal up to summation order, exact values at
+// in-range and clipped points, thread-count independence, and the module-level switch.
+#include <ATen/Parallel.h>
+
+#include "helpers.h"
+#include "profit/quant/duq.h"
+#include "profit/quant/fused.h"
+#include "profit/quant/lsq.h"
+#include "profit/quant/pact.h"
+
+namespace profit::quant {
+namespace {
+
+using profit::testing::bit_equal;
+
+// Random values spread over the whole grid and beyond it, plus exact grid points, rounding ties
+// and the clip bounds (where the strict/inclusive comparisons matter).
+torch::Tensor probe(std::vector<int64_t> shape, double scale, const std::vector<double>& special) {
+  torch::manual_seed(7);
+  auto x = (torch::randn(shape) * scale).flatten();
+  for (size_t i = 0; i < special.size() && i < static_cast<size_t>(x.numel()); ++i)
+    x[static_cast<int64_t>(i) * 131 % x.numel()] = special[i];
+  return x.view(shape);
+}
+
+struct Grads {
+  torch::Tensor y, gx, gp0, gp1;
+};
+
+// y, dL/dx and the parameter gradients for L = sum(y * w) with a fixed random weight w.
+template <class Fn>
+Grads run(const torch::Tensor& x0, std::vector<torch::Tensor> params, const Fn& fn) {
+  auto x = x0.clone().requires_grad_();
+  for (auto& p : params) p = p.clone().requires_grad_();
+  auto y = fn(x, params);
+  torch::manual_seed(11);
+  auto w = torch::randn(y.sizes());
+  (y * w).sum().backward();
+  Grads g{y.detach(), x.grad(), params[0].grad(), {}};
+  if (params.size() > 1) g.gp1 = params[1].grad();
+  return g;
+}
+
+void expect_same(const Grads& fused, const Grads& ref, const std::string& what) {
+  EXPECT_TRUE(bit_equal(fused.y, ref.y))
+      << what << ": values differ, max " << (fused.y - ref.y).abs().max().item<double>();
+  EXPECT_TRUE(bit_equal(fused.gx, ref.gx)) << what << ": input gradients differ";
+  EXPECT_TRUE(torch::allclose(fused.gp0, ref.gp0, 1e-4, 1e-4))
+      << what << ": " << fused.gp0 << " vs " << ref.gp0;
+  if (ref.gp1.defined())
+    EXPECT_TRUE(torch::allclose(fused.gp1, ref.gp1, 1e-4, 1e-4))
+        << what << ": " << fused.gp1 << " vs " << ref.gp1;
+}
+
+torch::Tensor per_dim0(const torch::Tensor& p, const torch::Tensor& x) {
+  if (p.numel() == 1) return p;
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[0] = p.numel();
+  return p.view(shape);
+}
+
+TEST(FusedDuq, MatchesReferenceForEveryKindBitsAndLayout) {
+  for (auto kind : {SiteKind::kU, SiteKind::kS, SiteKind::kH, SiteKind::kW}) {
+    for (int bits : {2, 4, 8}) {
+      for (bool per_channel : {false, true}) {
+        if (per_channel && kind != SiteKind::kW) continue;
+        // 3 x 20000 elements: several chunks per channel, run in parallel.
+        auto x = probe({3, 20000}, 1.5, {0.0, 1.2, -1.2, 2.0, -2.0, 0.2, -0.375, 1e-7});
+        auto a = per_channel ? torch::tensor({1.2f, 0.7f, 2.0f}) : torch::tensor({1.2f});
+        auto c = per_channel ? torch::tensor({0.9f, 1.1f, 1.7f}) : torch::tensor({0.9f});
+        const auto grid = duq_grid(kind, bits);
+        auto fused =
+            run(x, {a, c}, [&](auto& xv, auto& p) { return duq_fused(xv, p[0], p[1], grid); });
+        auto ref = run(x, {a, c}, [&](auto& xv, auto& p) {
+          return duq_quantize(xv, per_dim0(p[0], xv), per_dim0(p[1], xv), grid);
+        });
+        expect_same(fused, ref,
+                    std::string("duq kind ") + site_kind_name(kind) + " bits " +
+                        std::to_string(bits) + (per_channel ? " per channel" : ""));
+      }
+    }
+  }
+}
+
+// profit.md §1.4 worked values (b = 4, a = 2, c = 3) through the fused kernel in float32.
+TEST(FusedDuq, WorkedValuesAtInRangeAndClippedPoints) {
+  const auto grid = duq_grid(SiteKind::kU, 4);
+  auto x = torch::tensor({0.7f, 2.5f, -0.4f}).requires_grad_();
+  auto a = torch::tensor({2.0f}).requires_grad_(), c = torch::tensor({3.0f}).requires_grad_();
+  auto y = duq_fused(x, a, c, grid);
+  y.sum().backward();
+  EXPECT_FLOAT_EQ(y[0].item<float>(), 1.0f);  // round(15 * 0.35) / 15 * 3
+  EXPECT_FLOAT_EQ(y[1].item<float>(), 3.0f);  // clipped above
+  EXPECT_FLOAT_EQ(y[2].item<float>(), 0.0f);  // below (the ReLU is absorbed)
+  EXPECT_FLOAT_EQ(x.grad()[0].item<float>(), 1.5f);
+  EXPECT_FLOAT_EQ(x.grad()[1].item<float>(), 0.0f);
+  EXPECT_FLOAT_EQ(x.grad()[2].item<float>(), 0.0f);
+  EXPECT_NEAR(a.grad().item<float>(), -0.525f, 1e-6);             // in-range element only
+  EXPECT_NEAR(c.grad().item<float>(), 1.0f / 3.0f + 1.0f, 1e-6);  // q of all three
+}
+
+TEST(FusedLsq, MatchesReferenceForEveryKindBitsAndLayout) {
+  for (auto kind : {SiteKind::kU, SiteKind::kS, SiteKind::kW}) {
+    for (int bits : {2, 3, 4, 8}) {
+      for (bool per_channel : {false, true}) {
+        if (per_channel && kind != SiteKind::kW) continue;
+        auto x = probe({4, 9000}, 1.0, {0.0, 0.25, -0.25, 0.125, 3.75, -4.0, 100.0, -100.0});
+        auto s = per_channel ? torch::tensor({0.25f, 0.1f, 0.3f, 0.05f}) : torch::tensor({0.25f});
+        const auto b = lsq_bounds(kind, bits);
+        const double gs = 0.37;
+        auto fused = run(x, {s}, [&](auto& xv, auto& p) { return lsq_fused(xv, p[0], b, gs); });
+        auto ref = run(
+            x, {s}, [&](auto& xv, auto& p) { return lsq_quantize(xv, per_dim0(p[0], xv), b, gs); });
+        expect_same(fused, ref,
+                    std::string("lsq kind ") + site_kind_name(kind) + " bits " +
+                        std::to_string(bits) + (per_channel ? " per channel" : ""));
+      }
+    }
+  }
+}
+
+TEST(FusedPact, MatchesReferenceWithAndWithoutFusedRelu) {
+  auto x = probe({2, 3, 50, 70}, 2.0, {0.0, 1.5, -1.5, 3.0, -3.0, 0.1});
+  auto alpha = torch::tensor({1.5f});
+  for (bool is_signed : {false, true}) {
+    for (bool residual : {false, true}) {
+      for (int bits : {2, 4}) {
+        const double levels = is_signed ? std::ldexp(1.0, bits - 1) - 1 : std::ldexp(1.0, bits) - 1;
+        auto fused = run(x, {alpha}, [&](auto& xv, auto& p) {
+          return pact_fused(xv, p[0], levels, is_signed, residual, false);
+        });
+        auto ref = run(x, {alpha}, [&](auto& xv, auto& p) {
+          return pact_quantize(xv, p[0], levels, is_signed, residual);
+        });
+        const std::string what = std::string("pact signed ") + std::to_string(is_signed) +
+                                 " residual " + std::to_string(residual);
+        expect_same(fused, ref, what);
+        if (is_signed) continue;
+        // ReLU inside the kernel == torch::relu followed by the reference.
+        auto fused_relu = run(x, {alpha}, [&](auto& xv, auto& p) {
+          return pact_fused(xv, p[0], levels, false, residual, true);
+        });
+        auto ref_relu = run(x, {alpha}, [&](auto& xv, auto& p) {
+          return pact_quantize(torch::relu(xv), p[0], levels, false, residual);
+        });
+        expect_same(fused_relu, ref_relu, what + " relu");
+      }
+    }
+  }
+}
+
+// The parameter-gradient sums are over fixed chunks: the same bits with 1 or 2 threads.
+TEST(FusedKernels, GradientsDoNotDependOnThreadCount) {
+  auto x = probe({8, 50000}, 1.0, {});
+  auto a = torch::tensor({1.1f}), c = torch::tensor({0.8f});
+  const auto grid = duq_grid(SiteKind::kS, 4);
+  auto f = [&](auto& xv, auto& p) { return duq_fused(xv, p[0], p[1], grid); };
+  const int before = at::get_num_threads();
+  at::set_num_threads(1);
+  auto one = run(x, {a, c}, f);
+  at::set_num_threads(2);
+  auto two = run(x, {a, c}, f);
+  at::set_num_threads(before);
+  EXPECT_TRUE(bit_equal(one.gp0, two.gp0));
+  EXPECT_TRUE(bit_equal(one.gp1, two.gp1));
+  EXPECT_TRUE(bit_equal(one.gx, two.gx));
+}
+
+TEST(FusedKernels, SupportCheckAndSwitch) {
+  auto x = torch::randn({4, 3});
+  EXPECT_TRUE(fused_supported(x, {torch::ones({1}), torch::ones({4})}));
+  EXPECT_FALSE(fused_supported(x, {torch::ones({3})}));                      // not dim-0 sized
+  EXPECT_FALSE(fused_supported(x.to(torch::kFloat64), {torch::ones({1})}));  // dtype
+  EXPECT_FALSE(fused_supported(x, {torch::ones({1}, torch::kFloat64)}));
+  {
+    FusedKernelsGuard off(false);
+    EXPECT_FALSE(fused_kernels_enabled());
+    EXPECT_FALSE(fused_supported(x, {torch::ones({1})}));
+  }
+  EXPECT_TRUE(fused_kernels_enabled());
+}
+
+// Through the quantizer modules, fused-ReLU unsigned sites: the fused path (ReLU inside the
+// kernel) and the reference path (torch::relu, then the reference function) agree.
+TEST(FusedKernels, QuantizerModulesAgreeWithTheReferencePath) {
+  register_builtin_quantizers();
+  auto x = probe({4, 8, 10, 10}, 1.0, {0.0, -0.0});
+  for (const char* method : {"duq", "lsq", "pact"}) {
+    auto make = [&] {
+      auto q = make_quantizer(QuantSpec(method, 3, SiteKind::kU).fused(FusedAct::kReLU), "site");
+      q->set_state(QuantState::kObserving);
+      q->forward(x);
+      q->set_state(QuantState::kQuantizing);
+      return q;
+    };
+    auto grads = [&](bool fused) {
+      FusedKernelsGuard guard(fused);
+      auto q = make();
+      auto xv = x.clone().requires_grad_();
+      torch::manual_seed(3);
+      (q->forward(xv) * torch::randn(x.sizes())).sum().backward();
+      std::vector<torch::Tensor> out{xv.grad()};
+      for (auto& p : q->parameters()) out.push_back(p.grad());
+      return out;
+    };
+    auto f = grads(true), r = grads(false);
+    EXPECT_TRUE(bit_equal(f[0], r[0])) << method;
+    ASSERT_EQ(f.size(), r.size()) << method;
+    for (size_t i = 1; i < f.size(); ++i)
+      EXPECT_TRUE(torch::allclose(f[i], r[i], 1e-4, 1e-5)) << method << " parameter " << i;
+  }
+}
+
+}  // namespace
+}  // namespace profit::quant
