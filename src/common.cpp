@@ -39,6 +39,23 @@ void set_cpu_rng_state(const torch::Tensor& state) {
   gen.set_state(state);
 }
 
+BufferAndRngGuard::BufferAndRngGuard(torch::nn::Module& module, Buffers which)
+    : rng_(cpu_rng_state()) {
+  torch::NoGradGuard no_grad;
+  for (const auto& b : module.named_buffers(true)) {
+    const auto& n = b.key();
+    const bool bn = n.find("running_") != std::string::npos ||
+                    n.find("num_batches_tracked") != std::string::npos;
+    if (which == Buffers::kAll || bn) buffers_.emplace_back(b.value(), b.value().clone());
+  }
+}
+
+BufferAndRngGuard::~BufferAndRngGuard() {
+  torch::NoGradGuard no_grad;
+  for (auto& [live, copy] : buffers_) live.copy_(copy);
+  set_cpu_rng_state(rng_);
+}
+
 void configure_runtime(int threads) {
 #if defined(__GLIBC__)
   mallopt(M_MMAP_THRESHOLD, 1 << 30);

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace profit {
 
@@ -18,6 +20,22 @@ void seed_everything(uint64_t seed);
 /// Snapshot / restore of torch's default CPU generator (dropout, random init) for resumable runs.
 torch::Tensor cpu_rng_state();
 void set_cpu_rng_state(const torch::Tensor& state);
+
+/// Puts a module's buffers (all of them, or only BatchNorm's running statistics) and the CPU
+/// generator back as they were when the guard was made, when it goes out of scope: for passes
+/// that must leave no trace (quantizer initialisation, train-mode evaluation).
+class BufferAndRngGuard {
+ public:
+  enum class Buffers { kAll, kBatchNorm };
+  BufferAndRngGuard(torch::nn::Module& module, Buffers which);
+  ~BufferAndRngGuard();
+  BufferAndRngGuard(const BufferAndRngGuard&) = delete;
+  BufferAndRngGuard& operator=(const BufferAndRngGuard&) = delete;
+
+ private:
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> buffers_;  // live, copy
+  torch::Tensor rng_;
+};
 
 /// SplitMix64: a tiny, well-mixed hash used to derive independent seeds (per epoch, per batch).
 inline uint64_t mix_seed(uint64_t a, uint64_t b) {

@@ -167,11 +167,8 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   // dropout stays off; the running statistics and the RNG are put back afterwards. The gap to the
   // eval-mode accuracy is the symptom AIWQ explains (profit.md §3.1).
   auto evaluate_train_mode = [&](const data::DataLoader& l) {
-    std::vector<std::pair<torch::Tensor, torch::Tensor>> saved;
-    for (const auto& b : model->named_buffers(true))
-      saved.emplace_back(b.value(), b.value().clone());
-    const auto rng = cpu_rng_state();
-    auto r = train::evaluate(
+    BufferAndRngGuard restore(*model, BufferAndRngGuard::Buffers::kAll);
+    return train::evaluate(
         *model,
         [&](torch::Tensor x) {
           for (auto& m : model->modules(false))
@@ -179,10 +176,6 @@ QuantizeSummary run_quantize(QuantizeJob job) {
           return model->forward(std::move(x));
         },
         l, device, false);
-    torch::NoGradGuard no_grad;
-    for (auto& [live, copy] : saved) live.copy_(copy);
-    set_cpu_rng_state(rng);
-    return r;
   };
 
   // Results that outlive a resume: the FP accuracy and one record per finished phase.

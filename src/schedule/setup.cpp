@@ -90,19 +90,11 @@ int initialize_quantizers(nn::ClassifierImpl& model, const std::vector<quant::Qu
     torch::NoGradGuard no_grad;
     // BN uses batch statistics (train mode) but its running statistics are put back, and the
     // RNG (dropout) is restored, so the pass leaves no trace besides the initialisation (D3).
-    std::vector<std::pair<torch::Tensor, torch::Tensor>> bn_buffers;
-    for (const auto& b : model.named_buffers(true)) {
-      const auto& n = b.key();
-      if (n.find("running_") != std::string::npos || n.find("num_batches") != std::string::npos)
-        bn_buffers.emplace_back(b.value(), b.value().clone());
-    }
-    const auto rng = cpu_rng_state();
+    BufferAndRngGuard restore(model, BufferAndRngGuard::Buffers::kBatchNorm);
     const bool was_training = model.is_training();
     model.train();
     model.forward(batch);
     model.train(was_training);
-    set_cpu_rng_state(rng);
-    for (auto& [live, copy] : bn_buffers) live.copy_(copy);
   }
   for (size_t i = 0; i < sites.size(); ++i) sites[i].quantizer->set_state(saved[i]);
   return count;
