@@ -27,7 +27,4 @@ w4a8_filter_asym --fat-per-filter true --fat-weight-form asymmetric --fat-w-bits
 w4a4_filter_asym --fat-per-filter true --fat-weight-form asymmetric --fat-w-bits 4 --fat-a-bits 4
 CONFIGS
 /usr/bin/python3 scripts/write_results.py fat "scripts/fat_table.sh $run" "${summaries[@]}"
-# FAT vs full QAT (time to the same accuracy): the W8A8 per-filter asymmetric FAT run against
-# the LSQ W8A8 QAT recipe (resumed if interrupted).
-./build/profit quantize --recipe recipes/qat_lsq_w8a8_fmnist.yaml --progress false --resume true
-/usr/bin/python3 scripts/fat_vs_qat.py "scripts/fat_table.sh $run" runs/fat/w8a8_filter_asym/summary.json runs/qat_lsq_w8a8
+# FAT vs full QAT (time to the same accuracy): scripts/fat_vs_qat.sh.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """FAT vs full QAT: time to the same accuracy, into docs/results.md (section fat-vs-qat).
 
-Usage: fat_vs_qat.py COMMAND FAT_SUMMARY_JSON QAT_RUN_DIR
+Usage: fat_vs_qat.py COMMAND FAT_SUMMARY_JSON QAT_RUN_DIR [FAT_SUMMARY_JSON QAT_RUN_DIR ...]
 
 FAT's time is its threshold-training loop (train_seconds) and, separately, its whole run
 (seconds: BN folding, calibration, evaluations included). The full QAT run (profit quantize,
@@ -17,22 +17,28 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from write_results import machine, replace_section  # noqa: E402
 
 
-def main(command, fat_path, qat_dir):
+def pair_rows(fat_path, qat_dir):
     fat = json.load(open(fat_path))
     target = fat["after"]["top1"]
     epochs = [json.loads(l) for l in open(pathlib.Path(qat_dir) / "metrics.jsonl")]
     epochs = [r for r in epochs if r["kind"] == "epoch"]
-    qat_summary = pathlib.Path(qat_dir) / "summary.json"
+    # The run's policy.yaml: flat "key: value" lines (profit writes it with policy_to_yaml).
+    pol = {}
+    for line in open(pathlib.Path(qat_dir) / "policy.yaml"):
+        if ":" in line and not line.startswith(" "):
+            k, v = line.split(":", 1)
+            pol[k.strip()] = v.strip()
     reached = next((r for r in epochs if r["test"]["top1"] >= target), None)
     f = fat["config"]["fat"]
     rows = [
-        "## FAT vs full QAT: time to the same accuracy (reference MobileNetV2, Fashion-MNIST)",
+        f"### W{f['w_bits']}A{f['a_bits']}",
         "",
-        f"Command: `{command}`. FAT: W{f['w_bits']}A{f['a_bits']}, "
-        f"{'per-filter' if f['per_filter'] else 'per-tensor'} {f['weight_form']} weights, only the "
-        "threshold scales train. Full QAT: `recipes/qat_lsq_w8a8_fmnist.yaml` (LSQ W8A8, weights "
-        "per channel, every weight trained with CE + soft CE against the FP model), test set "
-        "evaluated after every 100 steps; its time counts training steps only.",
+        f"FAT: {'per-filter' if f['per_filter'] else 'per-tensor'} {f['weight_form']} weights, "
+        f"only the threshold scales train (`{fat_path}`). Full QAT: {pol.get('method', '?')} "
+        f"W{pol.get('weight_bits', '?')}A{pol.get('act_bits', '?')}, weights "
+        f"{'per channel' if pol.get('per_channel') == 'true' else 'per tensor'}, every weight trained with "
+        f"CE + soft CE against the FP model (`{qat_dir}`), test set evaluated after every 100 "
+        "steps; its time counts training steps only.",
         "",
         "| run | test top-1 | training time | whole run |",
         "|---|---|---|---|",
@@ -52,13 +58,26 @@ def main(command, fat_path, qat_dir):
                     (f" ({last['step']} steps, {last['train_seconds']:.0f} s of training, "
                      f"{last['train_seconds'] / fat['train_seconds']:.1f}x FAT's training time)"
                      if last else "") + ".")
-    if not qat_summary.exists():
+    if not (pathlib.Path(qat_dir) / "summary.json").exists():
         rows.append("The QAT run had not finished when this was written.")
-    rows += ["", f"Machine: {machine()}."]
+    return rows + [""]
+
+
+def main(command, *pairs):
+    rows = [
+        "## FAT vs full QAT: time to the same accuracy (reference MobileNetV2, Fashion-MNIST)",
+        "",
+        f"Command: `{command}`. Each FAT run and its full-QAT counterpart ran back to back on the "
+        "same machine.",
+        "",
+    ]
+    for i in range(0, len(pairs), 2):
+        rows += pair_rows(pairs[i], pairs[i + 1])
+    rows += [f"Machine: {machine()}."]
     replace_section("fat-vs-qat", "\n".join(rows))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) < 4 or len(sys.argv) % 2:
         sys.exit(__doc__)
     main(*sys.argv[1:])
