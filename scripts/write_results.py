@@ -154,8 +154,11 @@ def profit_section(command, paths):
     groups = {}
     for p, r in runs:
         c = r["config"]
+        frozen = any(ph["kind"] == "sample" for ph in r["phases"])
+        schedule = (f"PROFIT ({c['profit']['n_profit']} freezing phases, "
+                    f"{c['profit']['freeze_order']} order)" if frozen else "no freezing")
         key = (c["model"]["arch"], c["model"]["width"], r["phases"][-1]["weight_bits"],
-               r["phases"][-1]["act_bits"], c["profit"]["w_profit"], c["profit"]["freeze_order"])
+               r["phases"][-1]["act_bits"], schedule, sum(ph["epochs"] for ph in r["phases"]))
         groups.setdefault(key, []).append((p, r))
     rows = [
         "## PROFIT: progressive quantization of the reference MobileNetV2, Fashion-MNIST",
@@ -167,10 +170,10 @@ def profit_section(command, paths):
         "Final = full 10,000-image test set after the last phase; mean ± sample std over seeds "
         "where there are several.",
         "",
-        "| model | W/A | seeds | FP top-1 | final top-1 | EMA top-1 | drop vs FP (pt) | size MiB | GBOPS | train time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | W/A | schedule | epochs | seeds | FP top-1 | final top-1 | EMA top-1 | drop vs FP (pt) | size MiB | GBOPS | train time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (arch, width, wb, ab, wp, order), rs in groups.items():
+    for (arch, width, wb, ab, schedule, total_epochs), rs in groups.items():
         fp = [r["fp"]["top1"] for _, r in rs]
         fin = [r["final"]["top1"] for _, r in rs]
         ema = [r["final_ema"]["top1"] for _, r in rs if "final_ema" in r]
@@ -178,7 +181,8 @@ def profit_section(command, paths):
         r0 = rs[0][1]
         seeds = ", ".join(str(r["config"]["train"]["seed"]) for _, r in rs)
         rows.append(
-            f"| {arch} w{width} | W{wb}A{ab} | {seeds} | {mean_std(fp)} | {mean_std(fin)} | "
+            f"| {arch} w{width} | W{wb}A{ab} | {schedule} | {total_epochs} | {seeds} | "
+            f"{mean_std(fp)} | {mean_std(fin)} | "
             f"{mean_std(ema) if ema else '-'} | {mean_std(drop)} | "
             f"{r0['size_bytes'] / 1048576:.3f} (FP {r0['fp_size_bytes'] / 1048576:.3f}) | "
             f"{r0['bops'] / 1e9:.3f} (FP {r0['fp_bops'] / 1e9:.2f}) | "
