@@ -3,6 +3,7 @@
 
 #include "profit/common.h"
 #include "profit/data/readers.h"
+#include "profit/data/transforms.h"
 
 namespace profit::data {
 
@@ -31,6 +32,18 @@ torch::Tensor MemoryImageDataset::image(size_t index, Rng& rng) const {
 
 std::vector<int64_t> MemoryImageDataset::image_shape() const {
   return {images_.size(1), images_.size(2), images_.size(3)};
+}
+
+ErasingDataset::ErasingDataset(DatasetPtr base, double probability)
+    : base_(std::move(base)), probability_(probability) {
+  TORCH_CHECK(probability >= 0.0 && probability <= 1.0,
+              "data.random_erasing must be in [0, 1], got ", probability);
+}
+
+torch::Tensor ErasingDataset::image(size_t i, Rng& rng) const {
+  auto img = base_->image(i, rng);
+  random_erase(img, probability_, rng);
+  return img;
 }
 
 Subset::Subset(DatasetPtr base, std::vector<size_t> indices)
@@ -115,6 +128,10 @@ DatasetPtr open_dataset(const DataConfig& cfg, const std::string& split, uint64_
     TORCH_CHECK(false, "unknown dataset '", cfg.name,
                 "' (expected fashion_mnist, cifar10, cifar100, imagefolder, synthetic)");
   }
+  TORCH_CHECK(cfg.random_erasing >= 0.0 && cfg.random_erasing <= 1.0,
+              "data.random_erasing must be in [0, 1], got ", cfg.random_erasing);
+  if (aug && cfg.random_erasing > 0.0)
+    ds = std::make_shared<ErasingDataset>(ds, cfg.random_erasing);
   if (train && cfg.train_fraction < 1.0) ds = random_subset(ds, cfg.train_fraction, seed);
   return ds;
 }

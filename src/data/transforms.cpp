@@ -36,6 +36,29 @@ torch::Tensor small_image_transform(const uint8_t* src, int64_t c, int64_t h, in
   return out;
 }
 
+bool random_erase(torch::Tensor& image, double p, Rng& rng) {
+  TORCH_CHECK(p >= 0.0 && p <= 1.0, "random erasing probability must be in [0, 1], got ", p);
+  TORCH_CHECK(image.dim() == 3, "random erasing expects [C, H, W], got ", image.sizes());
+  if (p == 0.0) return false;
+  std::uniform_real_distribution<double> u01(0.0, 1.0);
+  if (u01(rng) >= p) return false;
+  const int64_t h = image.size(1), w = image.size(2);
+  const double area = static_cast<double>(h * w);
+  const double log_lo = std::log(0.3), log_hi = std::log(3.3);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double target = area * (0.02 + (0.33 - 0.02) * u01(rng));
+    const double ratio = std::exp(log_lo + (log_hi - log_lo) * u01(rng));
+    const int64_t eh = std::lround(std::sqrt(target * ratio));
+    const int64_t ew = std::lround(std::sqrt(target / ratio));
+    if (eh < 1 || ew < 1 || eh >= h || ew >= w) continue;
+    const int64_t top = std::uniform_int_distribution<int64_t>(0, h - eh)(rng);
+    const int64_t left = std::uniform_int_distribution<int64_t>(0, w - ew)(rng);
+    image.narrow(1, top, eh).narrow(2, left, ew).zero_();
+    return true;
+  }
+  return false;
+}
+
 CropBox random_resized_crop_box(int height, int width, Rng& rng, double scale_min,
                                 double scale_max) {
   // torchvision's algorithm: 10 attempts at a random area/aspect ratio, then a central crop

@@ -95,25 +95,43 @@ inline double lane_sum(const float* __restrict t, int64_t n) {
 
 // ---- DuQ ----------------------------------------------------------------------------------
 
+// The element loops are compiled twice, for AVX2 and for the baseline, and picked at load time
+// (GCC function multiversioning); both clones do the same IEEE operations in the same order, so
+// results do not depend on the CPU.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define PROFIT_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PROFIT_VECTOR_CLONES
+#endif
+
 struct DuqConsts {
   float beta, lo, levels, d;
 };
 
-void duq_forward_run(const float* __restrict x, float* __restrict y, int64_t n, DuqConsts k,
-                     float a, float c) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float u = (x[i] + k.beta) / a;
-    const float q = round_even(k.levels * std::min(std::max(u, k.lo), 1.0f)) / k.levels;
-    y[i] = c * q + k.d;
-  }
+DuqConsts duq_consts(double beta, double lo, double levels, double d) {
+  return {static_cast<float>(beta), static_cast<float>(lo), static_cast<float>(levels),
+          static_cast<float>(d)};
 }
 
+// q = round(L * clamp(u, lo, 1)) / L, with the reference's operations (a division by L: the
+// multiplication by 1/L differs from it for most widths).
+inline float duq_grid_value(float u, const DuqConsts& k) {
+  return round_even(k.levels * std::min(std::max(u, k.lo), 1.0f)) / k.levels;
+}
+
+PROFIT_VECTOR_CLONES
+void duq_forward_run(const float* __restrict x, float* __restrict y, int64_t n, DuqConsts k,
+                     float a, float c) {
+  for (int64_t i = 0; i < n; ++i) y[i] = c * duq_grid_value((x[i] + k.beta) / a, k) + k.d;
+}
+
+PROFIT_VECTOR_CLONES
 void duq_backward_run(const float* __restrict x, const float* __restrict g, float* __restrict gx,
                       float* __restrict ta, float* __restrict tc, int64_t n, DuqConsts k, float a,
                       float ca) {
   for (int64_t i = 0; i < n; ++i) {
     const float u = (x[i] + k.beta) / a;
-    const float q = round_even(k.levels * std::min(std::max(u, k.lo), 1.0f)) / k.levels;
+    const float q = duq_grid_value(u, k);
     const float g_in = ((u > k.lo) & (u < 1.0f)) ? g[i] : 0.0f;
     gx[i] = g_in * ca;
     ta[i] = -(g_in * u) * ca;
@@ -129,8 +147,7 @@ class DuqFused : public torch::autograd::Function<DuqFused> {
     RECORD_FUNCTION("profit::duq_fused", std::vector<c10::IValue>());
     auto x = x_in.contiguous();
     auto y = torch::empty_like(x);
-    const DuqConsts k{static_cast<float>(beta), static_cast<float>(lo), static_cast<float>(levels),
-                      static_cast<float>(d)};
+    const DuqConsts k = duq_consts(beta, lo, levels, d);
     const float* xp = x.data_ptr<float>();
     float* yp = y.data_ptr<float>();
     const float *ap = a.data_ptr<float>(), *cp = c.data_ptr<float>();
@@ -148,8 +165,7 @@ class DuqFused : public torch::autograd::Function<DuqFused> {
     auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &a = saved[1], &c = saved[2];
     const auto gr = ctx->saved_data["grid"].toDoubleVector();
-    const DuqConsts k{static_cast<float>(gr[0]), static_cast<float>(gr[1]),
-                      static_cast<float>(gr[2]), static_cast<float>(gr[3])};
+    const DuqConsts k = duq_consts(gr[0], gr[1], gr[2], gr[3]);
     auto g = grads[0].contiguous();
     auto gx = torch::empty_like(x);
     const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>();
@@ -178,11 +194,13 @@ class DuqFused : public torch::autograd::Function<DuqFused> {
 
 // ---- LSQ ----------------------------------------------------------------------------------
 
+PROFIT_VECTOR_CLONES
 void lsq_forward_run(const float* __restrict x, float* __restrict y, int64_t n, float qn, float qp,
                      float s) {
   for (int64_t i = 0; i < n; ++i) y[i] = round_even(std::min(std::max(x[i] / s, -qn), qp)) * s;
 }
 
+PROFIT_VECTOR_CLONES
 void lsq_backward_run(const float* __restrict x, const float* __restrict g, float* __restrict gx,
                       float* __restrict ts, int64_t n, float qn, float qp, float s) {
   for (int64_t i = 0; i < n; ++i) {
@@ -248,6 +266,7 @@ struct PactConsts {
   bool is_signed, residual, relu;
 };
 
+PROFIT_VECTOR_CLONES
 void pact_forward_run(const float* __restrict x, float* __restrict y, int64_t n, PactConsts k) {
   for (int64_t i = 0; i < n; ++i) {
     const float h = std::max(std::min(x[i], k.alpha), k.lower);

@@ -41,6 +41,9 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
      &d.interpolation);
   fn({"data", "train_fraction", "train-fraction", "seeded fraction of the train split to use"},
      &d.train_fraction);
+  fn({"data", "random_erasing", "random-erasing",
+      "train split: RandomErasing probability (torchvision's scale/ratio; 0: off)"},
+     &d.random_erasing);
   fn({"data", "synthetic_size", "synthetic-size", "images per split of the synthetic dataset"},
      &d.synthetic_size);
   fn({"train", "epochs", "epochs", "training epochs"}, &c.epochs);

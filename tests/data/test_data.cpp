@@ -7,6 +7,7 @@
 #include "helpers.h"
 #include "profit/data/loader.h"
 #include "profit/data/readers.h"
+#include "profit/data/transforms.h"
 
 namespace profit::data {
 namespace {
@@ -180,6 +181,60 @@ TEST(Transforms, RandomResizedCropStaysInsideAndRespectsRatio) {
 
 // The threaded loader must produce exactly the batches of the plain reference path, in order,
 // for any number of workers and any start batch.
+// torchvision's RandomErasing: p = 0 draws nothing; p = 1 zeroes one rectangle whose area is
+// within scale (0.02, 0.33) of the image and whose aspect ratio is within (0.3, 3.3), the same
+// rectangle in every channel; the same seed erases the same rectangle.
+TEST(Transforms, RandomErasingMatchesTorchvisionRanges) {
+  Rng rng(5), untouched(5);
+  auto img = torch::rand({3, 28, 28}) + 1.0f;  // no zeros before erasing
+  auto same = img.clone();
+  EXPECT_FALSE(random_erase(same, 0.0, rng));
+  EXPECT_TRUE(torch::equal(same, img));
+  EXPECT_EQ(rng(), untouched());
+  for (uint64_t seed = 0; seed < 50; ++seed) {
+    Rng r1(seed), r2(seed);
+    auto a = img.clone(), b = img.clone();
+    const bool erased = random_erase(a, 1.0, r1);
+    random_erase(b, 1.0, r2);
+    EXPECT_TRUE(torch::equal(a, b)) << "seed " << seed;
+    if (!erased) continue;
+    auto zero = (a == 0);
+    EXPECT_TRUE(torch::equal(zero[0], zero[1]) && torch::equal(zero[0], zero[2]));
+    auto rows = zero[0].any(1).nonzero(), cols = zero[0].any(0).nonzero();
+    const int64_t eh = rows.size(0), ew = cols.size(0);
+    EXPECT_EQ(zero[0].sum().item<int64_t>(), eh * ew) << "one solid rectangle";
+    EXPECT_EQ(rows[-1].item<int64_t>() - rows[0].item<int64_t>() + 1, eh);
+    const double frac = static_cast<double>(eh * ew) / (28 * 28);
+    EXPECT_GT(frac, 0.02 * 0.5);  // rounding of the side lengths
+    EXPECT_LT(frac, 0.33 * 1.5);
+  }
+  EXPECT_THROW(random_erase(img, 1.5, rng), c10::Error);
+}
+
+TEST(Datasets, RandomErasingOnlyOnTheAugmentedTrainSplit) {
+  DataConfig cfg;
+  cfg.name = "synthetic";
+  cfg.synthetic_size = 8;
+  cfg.image_size = 16;
+  cfg.random_erasing = 1.0;
+  auto erased = open_dataset(cfg, "train");
+  cfg.random_erasing = 0.0;
+  auto plain = open_dataset(cfg, "train");
+  int differing = 0;
+  for (size_t i = 0; i < erased->size(); ++i) {
+    Rng r1(i), r2(i);
+    auto a = erased->image(i, r1), b = plain->image(i, r2);
+    differing += !torch::equal(a, b);
+  }
+  EXPECT_GT(differing, 0);
+  cfg.random_erasing = 1.0;
+  auto test_split = open_dataset(cfg, "test");
+  EXPECT_EQ(dynamic_cast<const ErasingDataset*>(test_split.get()), nullptr);
+  cfg.random_erasing = -0.1;
+  EXPECT_THAT(profit::testing::error_of([&] { open_dataset(cfg, "train"); }),
+              ::testing::HasSubstr("data.random_erasing"));
+}
+
 TEST(Loader, ThreadedEqualsReferenceForAnyWorkerCount) {
   DataConfig cfg;
   cfg.name = "synthetic";

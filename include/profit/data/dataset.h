@@ -47,6 +47,22 @@ class Subset : public Dataset {
   std::vector<size_t> indices_;
 };
 
+/// `base` with torchvision's RandomErasing applied after its own transforms (train split; the
+/// same per-sample RNG, so runs stay reproducible): see data::random_erase.
+class ErasingDataset : public Dataset {
+ public:
+  ErasingDataset(DatasetPtr base, double probability);
+  size_t size() const override { return base_->size(); }
+  int64_t num_classes() const override { return base_->num_classes(); }
+  torch::Tensor image(size_t i, Rng& rng) const override;
+  int64_t label(size_t i) const override { return base_->label(i); }
+  std::vector<int64_t> image_shape() const override { return base_->image_shape(); }
+
+ private:
+  DatasetPtr base_;
+  double probability_;
+};
+
 /// A seeded random fraction (0, 1] of `base`, or the first `limit` items when limit > 0.
 DatasetPtr random_subset(DatasetPtr base, double fraction, uint64_t seed);
 
@@ -60,6 +76,7 @@ struct DataConfig {
   int64_t crop_padding = 2;  // small-image random crop padding (px)
   std::string interpolation = "bilinear";  // imagefolder resize: bilinear | bicubic
   double train_fraction = 1.0;             // seeded subset of the train split
+  double random_erasing = 0.0;             // train split: RandomErasing probability (0: off)
   int64_t synthetic_size = 256;            // images per split for the synthetic dataset
 };
 

@@ -28,6 +28,12 @@ struct Normalize {
 torch::Tensor small_image_transform(const uint8_t* src, int64_t c, int64_t h, int64_t w,
                                     int64_t padding, bool flip, const Normalize& norm, Rng* rng);
 
+/// torchvision RandomErasing(p, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0) on a normalized
+/// image [C, H, W], in place: with probability p, up to 10 draws of a rectangle with a random
+/// area fraction and log-uniform aspect ratio; the first that fits is set to 0 in every channel.
+/// Returns whether a rectangle was erased. With p = 0 no random number is drawn.
+bool random_erase(torch::Tensor& image, double p, Rng& rng);
+
 enum class Interp { kBilinear, kBicubic };
 
 /// torchvision RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3)) on an HWC image:
