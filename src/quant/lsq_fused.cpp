@@ -1,0 +1,89 @@
+// Fused CPU kernel of LSQ (fused.h): one forward pass, one backward pass.
+#include <ATen/record_function.h>
+
+#include "fused_kernel.h"
+#include "profit/quant/fused.h"
+
+namespace profit::quant {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using namespace fused_detail;
+
+namespace {
+
+// ---- LSQ ----------------------------------------------------------------------------------
+
+PROFIT_VECTOR_CLONES
+void lsq_forward_run(const float* __restrict x, float* __restrict y, int64_t n, float qn, float qp,
+                     float s) {
+  for (int64_t i = 0; i < n; ++i) y[i] = round_even(std::min(std::max(x[i] / s, -qn), qp)) * s;
+}
+
+PROFIT_VECTOR_CLONES
+void lsq_backward_run(const float* __restrict x, const float* __restrict g, float* __restrict gx,
+                      float* __restrict ts, int64_t n, float qn, float qp, float s) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float z = x[i] / s;
+    const float q = round_even(std::min(std::max(z, -qn), qp));
+    const bool inside = (z > -qn) & (z < qp);
+    gx[i] = inside ? g[i] : 0.0f;
+    ts[i] = g[i] * (inside ? q - z : q);
+  }
+}
+
+class LsqFused : public torch::autograd::Function<LsqFused> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in,
+                               const torch::Tensor& s, double qn, double qp, double gs) {
+    RECORD_FUNCTION("profit::lsq_fused", std::vector<c10::IValue>());
+    auto x = x_in.contiguous();
+    auto y = torch::empty_like(x);
+    const float* xp = x.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    const float* sp = s.data_ptr<float>();
+    const bool one = s.numel() == 1;
+    for_chunks(make_chunks(x.numel(), groups_of(x, s)), [&](const Chunk& ch, int64_t) {
+      lsq_forward_run(xp + ch.begin, yp + ch.begin, ch.end - ch.begin, static_cast<float>(qn),
+                      static_cast<float>(qp), sp[one ? 0 : ch.group]);
+    });
+    ctx->save_for_backward({x, s});
+    ctx->saved_data["bounds"] = std::vector<double>{qn, qp, gs};
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &s = saved[1];
+    const auto b = ctx->saved_data["bounds"].toDoubleVector();
+    auto g = grads[0].contiguous();
+    auto gx = torch::empty_like(x);
+    const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>(), *sp = s.data_ptr<float>();
+    float* gxp = gx.data_ptr<float>();
+    const bool one = s.numel() == 1;
+    const auto chunks = make_chunks(x.numel(), groups_of(x, s));
+    std::vector<std::array<double, 1>> partial(chunks.size());
+    for_chunks(chunks, [&](const Chunk& ch, int64_t idx) {
+      Lanes t;
+      double sum = 0.0;
+      for (int64_t r = ch.begin; r < ch.end; r += kRun) {
+        const int64_t n = std::min(kRun, ch.end - r);
+        lsq_backward_run(xp + r, gp + r, gxp + r, t.t0, n, static_cast<float>(b[0]),
+                         static_cast<float>(b[1]), sp[one ? 0 : ch.group]);
+        sum += lane_sum(t.t0, n);
+      }
+      partial[idx] = {sum};
+    });
+    auto sums = reduce_groups<1>(chunks, partial, s);
+    return {gx, sums[0] * b[2], {}, {}, {}};
+  }
+};
+
+}  // namespace
+
+torch::Tensor lsq_fused(const torch::Tensor& x, const torch::Tensor& s, const LsqBounds& b,
+                        double grad_scale) {
+  return LsqFused::apply(x, s.contiguous(), b.qn, b.qp, grad_scale);
+}
+
+}  // namespace profit::quant
