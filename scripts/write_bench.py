@@ -104,7 +104,8 @@ def main():
     duq_x, lsq_x = cross("duq/per_tensor", "torch.ao/fake_quantize"), cross("lsq/per_tensor", "torch.ao/fake_quantize")
     duq_n, lsq_n = duq / ao_r, lsq / ao_r
     # Ratios of FP-normalised step costs (drift-free).
-    pc = max(ours[f"{m}/per_channel"][1] / ours[f"{m}/per_tensor"][1] - 1 for m in ("duq", "lsq"))
+    pc = max((ours[f"{m}/per_channel"][1] / ours[f"{m}/per_tensor"][1] - 1 for m in ("duq", "lsq")),
+             key=abs)
     aiwq = ours["duq/per_tensor/aiwq"][1] / ours["duq/per_tensor"][1] - 1
     aiwq4 = ours["duq/per_tensor/aiwq_every4"][1] / ours["duq/per_tensor"][1] - 1
     rows += [
@@ -115,7 +116,7 @@ def main():
         "|---|---|---|",
         f"| W4A4 DuQ and LSQ step <= 1.10x our FP step | DuQ {duq:.3f}x, LSQ {lsq:.3f}x | {status(max(duq, lsq) <= 1.10)} |",
         f"| <= 0.75x torch.ao's QAT step | direct: DuQ {duq_x:.3f}x, LSQ {lsq_x:.3f}x; normalised: DuQ {duq_n:.3f}x, LSQ {lsq_n:.3f}x | {both(max(duq_x, lsq_x) <= 0.75, max(duq_n, lsq_n) <= 0.75)} |",
-        f"| per channel within 5 % of per tensor (DuQ, LSQ) | worst {100 * pc:+.1f} % | {status(pc <= 0.05)} |",
+        f"| per channel within 5 % of per tensor (DuQ, LSQ) | largest difference {100 * pc:+.1f} % | {status(abs(pc) <= 0.05)} |",
         f"| AIWQ sampling <= 10 % over a normal step | every iteration (the paper) {100 * aiwq:+.1f} %; `aiwq_every: 4` {100 * aiwq4:+.1f} % | {status(aiwq <= 0.10)} (every iteration) |",
         "",
         "### Kernels: forward + backward of one quantizer (ms, Google Benchmark)",
