@@ -47,6 +47,7 @@ struct Variant {
   bool per_channel = false;
   bool fused = true;
   int aiwq_every = 0;  // 0: no AIWQ sampling
+  std::string only;    // "weights" or "activations": the other sites stay FP ("": all quantized)
 };
 
 // One variant's model, optimizer and data, ready to step.
@@ -71,6 +72,14 @@ class Runner {
       policy.method = v.method;
       policy.act_bits = policy.weight_bits = static_cast<int>(s.bits);
       policy.per_channel = v.per_channel;
+      if (!v.only.empty()) {  // first matching rule wins
+        profit::quant::PolicyRule weights, rest;
+        weights.pattern = "*.weight";
+        weights.skip = v.only == "activations";
+        rest.pattern = "*";
+        rest.skip = v.only == "weights";
+        policy.rules = {weights, rest};
+      }
       auto sites = profit::quant::quantize(*model_, policy);
       size_t fed = 0;
       profit::quant::calibrate(*model_, sites, [&]() -> torch::Tensor {
@@ -163,6 +172,9 @@ int main(int argc, char** argv) {
     }
     variants.push_back({"duq/per_tensor/aiwq", "duq", false, true, 1});
     variants.push_back({"duq/per_tensor/aiwq_every4", "duq", false, true, 4});
+    // Where the overhead comes from: weights only (activations FP) and activations only.
+    variants.push_back({"duq/per_tensor/weights_only", "duq", false, true, 0, "weights"});
+    variants.push_back({"duq/per_tensor/activations_only", "duq", false, true, 0, "activations"});
     if (!only.empty()) {
       std::vector<Variant> kept{variants[0]};
       std::stringstream ss(only);
