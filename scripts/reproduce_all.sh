@@ -3,7 +3,8 @@
 # first (every quantization result starts from it and uses it as the teacher), then PTQ, FAT,
 # FAT vs full QAT, the PROFIT runs and the performance benchmarks. Every step resumes where it
 # stopped, so the same command continues after an interruption. On 2 CPU cores this is days of
-# compute; the per-step scripts can be run on their own.
+# compute; the per-step scripts can be run on their own. Finished runs are reused: after the
+# reference model changes, delete runs/ptq, runs/fat, runs/fat_vs_qat and runs/*profit_* first.
 # Usage: scripts/reproduce_all.sh [SEEDS...]   (PROFIT seeds, default 1 2 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
