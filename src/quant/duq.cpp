@@ -109,12 +109,15 @@ void DuqImpl::init_from(const torch::Tensor& h) {
   initialized_ = true;
 }
 
-torch::Tensor DuqImpl::quantize(const torch::Tensor& h) {
+torch::Tensor DuqImpl::quantize(const torch::Tensor& x) {
   auto av = a(), cv = c();
-  if (fused_supported(h, {av, cv}))
-    return duq_fused(h, av, cv, duq_grid(spec_.kind(), spec_.bits()));
-  return duq_quantize(h, broadcastable(av, h), broadcastable(cv, h),
-                      duq_grid(spec_.kind(), spec_.bits()));
+  const auto grid = duq_grid(spec_.kind(), spec_.bits());
+  // With activation_in_quantize(), x is the raw input of a fused ReLU (absorbed by the clamp on
+  // either path) or h-swish site (applied by the kernel, or here on the reference path).
+  const bool hswish = activation_in_quantize() && spec_.fused() == FusedAct::kHSwish;
+  if (fused_supported(x, {av, cv})) return duq_fused(x, av, cv, grid, hswish);
+  const auto h = hswish ? hswish_strict(x) : x;
+  return duq_quantize(h, broadcastable(av, h), broadcastable(cv, h), grid);
 }
 
 torch::Tensor DuqImpl::step_size() const {

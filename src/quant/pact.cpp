@@ -133,8 +133,8 @@ torch::Tensor PactImpl::quantize(const torch::Tensor& h) {
   if (spec_.kind() == SiteKind::kH && hswish_shift) {
     return pact_quantize(h + kHSwishShift, a, levels(), false, residual) - kHSwishShift;
   }
-  // h is the raw pre-activation when relu_in_quantize(): the fused kernel applies the ReLU.
-  const bool relu = relu_in_quantize();
+  // h is the raw pre-activation when activation_in_quantize(): the kernel applies the ReLU.
+  const bool relu = activation_in_quantize();
   if (fused_supported(h, {a})) return pact_fused(h, a, levels(), is_signed(), residual, relu);
   return pact_quantize(relu ? torch::relu(h) : h, a, levels(), is_signed(), residual);
 }

@@ -91,9 +91,8 @@ void QuantizerImpl::sync_initialized_flag() {
   }
 }
 
-bool QuantizerImpl::relu_in_quantize() const {
-  return absorbs_relu() && spec_.fused() == FusedAct::kReLU && spec_.kind() == SiteKind::kU &&
-         fused_kernels_enabled();
+bool QuantizerImpl::activation_in_quantize() const {
+  return spec_.fused() != FusedAct::kNone && absorbs_activation() && fused_kernels_enabled();
 }
 
 torch::Tensor QuantizerImpl::forward(const torch::Tensor& x) {
@@ -113,8 +112,8 @@ torch::Tensor QuantizerImpl::forward(const torch::Tensor& x) {
       TORCH_CHECK(initialized(), "quantizer (", spec_.method(), ", kind ",
                   site_kind_name(spec_.kind()),
                   ") used before initialisation: run an observing pass first");
-      // Saves the ReLU pass (and its saved tensor) when the kernel applies it.
-      return quantize(relu_in_quantize() ? x : apply_fused(x));
+      // Saves the activation's passes (and its saved tensors) when the kernel applies it.
+      return quantize(activation_in_quantize() ? x : apply_fused(x));
   }
   return apply_fused(x);
 }

@@ -83,6 +83,24 @@ TEST(FusedDuq, MatchesReferenceForEveryKindBitsAndLayout) {
   }
 }
 
+// H sites with a fused h-swish: the kernel applies hswish_strict itself; values and input
+// gradients equal duq_quantize(hswish_strict(x)) bit for bit, including x at -3, 0 and 3 (the
+// h-swish kinks) and the flat region below -3.
+TEST(FusedDuq, FusedHswishMatchesTheReferenceComposition) {
+  auto x = probe({4, 30000}, 3.0, {-3.0, 3.0, 0.0, -4.0, 5.0, -1.5, 2.999, -2.999});
+  auto a = torch::tensor({2.5f}), c = torch::tensor({2.0f});
+  for (int bits : {2, 4, 8}) {
+    const auto grid = duq_grid(SiteKind::kH, bits);
+    auto fused =
+        run(x, {a, c}, [&](auto& xv, auto& p) { return duq_fused(xv, p[0], p[1], grid, true); });
+    auto ref = run(x, {a, c}, [&](auto& xv, auto& p) {
+      return duq_quantize(hswish_strict(xv), p[0], p[1], grid);
+    });
+    expect_same(fused, ref, "duq h-swish bits " + std::to_string(bits));
+  }
+  EXPECT_THROW(duq_fused(x, a, c, duq_grid(SiteKind::kU, 4), true), c10::Error);
+}
+
 // profit.md §1.4 worked values (b = 4, a = 2, c = 3) through the fused kernel in float32.
 TEST(FusedDuq, WorkedValuesAtInRangeAndClippedPoints) {
   const auto grid = duq_grid(SiteKind::kU, 4);
@@ -181,14 +199,24 @@ TEST(FusedKernels, SupportCheckAndSwitch) {
   EXPECT_TRUE(fused_kernels_enabled());
 }
 
-// Through the quantizer modules, fused-ReLU unsigned sites: the fused path (ReLU inside the
-// kernel) and the reference path (torch::relu, then the reference function) agree.
+// Through the quantizer modules, fused-activation sites (ReLU on unsigned sites, h-swish on DuQ's
+// H sites): the fused path (activation inside the kernel) and the reference path (the
+// activation, then the reference function) agree.
 TEST(FusedKernels, QuantizerModulesAgreeWithTheReferencePath) {
   register_builtin_quantizers();
   auto x = probe({4, 8, 10, 10}, 1.0, {0.0, -0.0});
-  for (const char* method : {"duq", "lsq", "pact"}) {
+  struct Site {
+    const char* method;
+    SiteKind kind;
+    FusedAct act;
+  };
+  for (const Site site :
+       {Site{"duq", SiteKind::kU, FusedAct::kReLU}, Site{"lsq", SiteKind::kU, FusedAct::kReLU},
+        Site{"pact", SiteKind::kU, FusedAct::kReLU},
+        Site{"duq", SiteKind::kH, FusedAct::kHSwish}}) {
+    const char* method = site.method;
     auto make = [&] {
-      auto q = make_quantizer(QuantSpec(method, 3, SiteKind::kU).fused(FusedAct::kReLU), "site");
+      auto q = make_quantizer(QuantSpec(method, 3, site.kind).fused(site.act), "site");
       q->set_state(QuantState::kObserving);
       q->forward(x);
       q->set_state(QuantState::kQuantizing);

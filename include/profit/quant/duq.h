@@ -50,8 +50,11 @@ class DuqImpl : public QuantizerImpl {
 
  protected:
   torch::Tensor quantize(const torch::Tensor& h) override;
-  // Exact for any path: u = x/a < 0 clamps to 0 with a zero gradient, as after a ReLU.
-  bool absorbs_relu() const override { return true; }
+  // ReLU (kind U): exact for any path, u = x/a < 0 clamps to 0 with a zero gradient as after a
+  // ReLU. h-swish (kind H): the fused kernel applies it; the reference path calls hswish_strict.
+  bool absorbs_activation() const override {
+    return spec_.kind() == SiteKind::kU || spec_.kind() == SiteKind::kH;
+  }
 };
 
 }  // namespace profit::quant

@@ -47,9 +47,11 @@ class FusedKernelsGuard {
 bool fused_supported(const torch::Tensor& x, std::initializer_list<torch::Tensor> params);
 
 /// DuQ (duq.h, profit.md §1.3), a and c of shape [1] or [C]: same values and gradients as
-/// duq_quantize with a, c viewed to broadcast against x.
+/// duq_quantize with a, c viewed to broadcast against x. With `hswish` (H sites with a fused
+/// h-swish), x is the raw pre-activation and the kernel applies hswish_strict (its §1.3
+/// gradient included): the same as duq_quantize(hswish_strict(x), ...).
 torch::Tensor duq_fused(const torch::Tensor& x, const torch::Tensor& a, const torch::Tensor& c,
-                        const DuqGrid& grid);
+                        const DuqGrid& grid, bool hswish = false);
 
 /// LSQ (lsq.h), s of shape [1] or [C] (already clamped to its minimum): same values and
 /// gradients as lsq_quantize.

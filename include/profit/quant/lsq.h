@@ -49,7 +49,7 @@ class LsqImpl : public QuantizerImpl {
  protected:
   torch::Tensor quantize(const torch::Tensor& v) override;
   // Exact for any path: with Q_N = 0, v/s < 0 clamps to 0 with zero gradients, as after a ReLU.
-  bool absorbs_relu() const override { return true; }
+  bool absorbs_activation() const override { return spec_.kind() == SiteKind::kU; }
 };
 
 }  // namespace profit::quant

@@ -69,7 +69,7 @@ class PactImpl : public QuantizerImpl {
 
  protected:
   torch::Tensor quantize(const torch::Tensor& h) override;
-  bool absorbs_relu() const override { return true; }
+  bool absorbs_activation() const override { return spec_.kind() == SiteKind::kU; }
 };
 
 }  // namespace profit::quant

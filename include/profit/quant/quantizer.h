@@ -97,11 +97,12 @@ class QuantizerImpl : public torch::nn::Module {
   /// Q(h) for the current bit width; h already passed through the fused activation.
   virtual torch::Tensor quantize(const torch::Tensor& h) = 0;
   torch::Tensor apply_fused(const torch::Tensor& x) const;
-  /// Methods whose fused kernel applies a site's ReLU itself return true (DuQ, LSQ, PACT).
-  virtual bool absorbs_relu() const { return false; }
-  /// True when quantize() receives the raw input of a fused-ReLU unsigned site and must apply
-  /// the ReLU itself: the method absorbs it and the fused kernels are on (fused.h).
-  bool relu_in_quantize() const;
+  /// Whether the method's fused kernel applies this site's fused activation itself: a ReLU on
+  /// unsigned sites (DuQ, LSQ, PACT), an h-swish on H sites (DuQ).
+  virtual bool absorbs_activation() const { return false; }
+  /// True when quantize() receives the raw input of a fused-activation site and must apply the
+  /// activation itself: the method absorbs it and the fused kernels are on (fused.h).
+  bool activation_in_quantize() const;
   /// Shape of one learnable per-tensor/per-channel parameter: [1] or [channels].
   std::vector<int64_t> param_shape() const;
   /// Views a [1] or [C] parameter so it broadcasts against x (channels on dim 0).
