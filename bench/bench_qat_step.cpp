@@ -53,7 +53,7 @@ struct Variant {
 // One variant's model, optimizer and data, ready to step.
 class Runner {
  public:
-  Runner(const Setup& s, const Variant& v) : v_(v), batch_(s.batch) {
+  Runner(const Setup& s, const Variant& v) : v_(v) {
     torch::manual_seed(0);
     profit::nn::ModelConfig c;
     c.arch = s.arch;
@@ -116,7 +116,6 @@ class Runner {
 
  private:
   Variant v_;
-  int64_t batch_;
   profit::nn::ModelPtr model_;
   std::vector<torch::Tensor> xs_, ys_;
   std::unique_ptr<torch::optim::SGD> opt_;

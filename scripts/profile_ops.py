@@ -36,6 +36,27 @@ def self_times(path):
     return totals
 
 
+def compare(base_path, variant_path, steps=1, top=15):
+    """Rows (difference, name, base ms, variant ms) per step, the largest increases first, then
+    the largest decreases (FP work the variant does not do); and the two totals."""
+    base, var = self_times(base_path), self_times(variant_path)
+    rows = []
+    for name in set(base) | set(var):
+        b, v = base[name] / steps / 1e3, var[name] / steps / 1e3  # ms per step
+        rows.append((v - b, name, b, v))
+    rows.sort(reverse=True)
+    shown = rows[:top] + [r for r in rows[-3:] if r[0] < 0 and r not in rows[:top]]
+    return shown, sum(base.values()) / steps / 1e3, sum(var.values()) / steps / 1e3
+
+
+def markdown(base_path, variant_path, steps=1, top=15):
+    shown, tb, tv = compare(base_path, variant_path, steps, top)
+    lines = ["| operator | FP ms/step | QAT ms/step | difference |", "|---|---|---|---|"]
+    lines += [f"| `{name[:70]}` | {b:.1f} | {v:.1f} | {d:+.1f} |" for d, name, b, v in shown]
+    lines.append(f"| all operators (self time) | {tb:.1f} | {tv:.1f} | {tv - tb:+.1f} |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("base")
@@ -44,26 +65,14 @@ def main():
     ap.add_argument("--steps", type=int, default=1, help="steps recorded in each trace")
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args()
-    base, var = self_times(a.base), self_times(a.variant)
-    rows = []
-    for name in set(base) | set(var):
-        b, v = base[name] / a.steps / 1e3, var[name] / a.steps / 1e3  # ms per step
-        rows.append((v - b, name, b, v))
-    rows.sort(reverse=True)
-    # The largest increases, then the largest decreases (FP work the variant does not do).
-    shown = rows[: a.top] + [r for r in rows[-3:] if r[0] < 0 and r not in rows[: a.top]]
-    tb, tv = sum(base.values()) / a.steps / 1e3, sum(var.values()) / a.steps / 1e3
     if a.markdown:
-        print("| operator | FP ms/step | QAT ms/step | difference |")
-        print("|---|---|---|---|")
-        for d, name, b, v in shown:
-            print(f"| `{name[:70]}` | {b:.1f} | {v:.1f} | {d:+.1f} |")
-        print(f"| all operators (self time) | {tb:.1f} | {tv:.1f} | {tv - tb:+.1f} |")
-    else:
-        print(f"{'operator':60s} {'base':>9s} {'variant':>9s} {'diff':>9s}  (ms/step)")
-        for d, name, b, v in shown:
-            print(f"{name[:60]:60s} {b:9.2f} {v:9.2f} {d:+9.2f}")
-        print(f"{'total self time':60s} {tb:9.2f} {tv:9.2f} {tv - tb:+9.2f}")
+        print(markdown(a.base, a.variant, a.steps, a.top))
+        return
+    shown, tb, tv = compare(a.base, a.variant, a.steps, a.top)
+    print(f"{'operator':60s} {'base':>9s} {'variant':>9s} {'diff':>9s}  (ms/step)")
+    for d, name, b, v in shown:
+        print(f"{name[:60]:60s} {b:9.2f} {v:9.2f} {d:+9.2f}")
+    print(f"{'total self time':60s} {tb:9.2f} {tv:9.2f} {tv - tb:+9.2f}")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ ao_K.json (bench/torch_ao_step.py) and profile/*.trace.json. Numbers come only f
 import json
 import pathlib
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from write_results import machine, replace_section  # noqa: E402
-from profile_ops import self_times  # noqa: E402
+from profile_ops import markdown as profile_markdown  # noqa: E402
 
 
 def load_runs(d, prefix):
@@ -127,9 +126,7 @@ def main():
     prof = d / "profile"
     base, var = prof / "fp.trace.json", prof / "duq.per_tensor.trace.json"
     if base.exists() and var.exists():
-        out = subprocess.run([sys.executable, str(pathlib.Path(__file__).parent / "profile_ops.py"),
-                              str(base), str(var), "--steps", "3", "--top", "10", "--markdown"],
-                             capture_output=True, text=True, check=True).stdout
+        out = profile_markdown(base, var, steps=3, top=10)
         rows += [
             "",
             "### Where the QAT step's extra time goes (autograd profiler, self time per operator)",
