@@ -122,22 +122,13 @@ class DuqFused : public torch::autograd::Function<DuqFused> {
     float* gxp = gx.data_ptr<float>();
     const float *ap = a.data_ptr<float>(), *cp = c.data_ptr<float>();
     const bool one = a.numel() == 1;
-    const auto chunks = make_chunks(x.numel(), groups_of(x, a));
-    std::vector<std::array<double, 2>> partial(chunks.size());
-    for_chunks(chunks, [&](const Chunk& ch, int64_t idx) {
-      const float av = ap[one ? 0 : ch.group], cv = cp[one ? 0 : ch.group];
-      const float ca = cv / av;  // as the reference: (g * inside) * (c / a)
-      Lanes t;
-      double sum_a = 0.0, sum_c = 0.0;
-      for (int64_t r = ch.begin; r < ch.end; r += kRun) {
-        const int64_t n = std::min(kRun, ch.end - r);
-        duq_backward_run(xp + r, gp + r, gxp + r, t.t0, t.t1, n, k, av, ca, hswish);
-        sum_a += lane_sum(t.t0, n);
-        sum_c += lane_sum(t.t1, n);
-      }
-      partial[idx] = {sum_a, sum_c};
-    });
-    auto sums = reduce_groups<2>(chunks, partial, a);
+    auto sums = backward_reduce<2>(
+        make_chunks(x.numel(), groups_of(x, a)), a,
+        [&](const Chunk& ch, int64_t r, int64_t n, float* ta, float* tc) {
+          const float av = ap[one ? 0 : ch.group], cv = cp[one ? 0 : ch.group];
+          const float ca = cv / av;  // as the reference: (g * inside) * (c / a)
+          duq_backward_run(xp + r, gp + r, gxp + r, ta, tc, n, k, av, ca, hswish);
+        });
     return {gx, sums[0], sums[1], {}, {}, {}, {}, {}};
   }
 };

@@ -88,6 +88,29 @@ inline double lane_sum(const float* __restrict t, int64_t n) {
   return s;
 }
 
+// The backward pass of every fused kernel: calls run(chunk, begin, n, t0, t1) for each run of at
+// most kRun elements of each chunk (run writes the input gradient of [begin, begin + n) and the
+// N parameter-gradient terms to t0 and, for N == 2, t1), sums the terms per chunk in a fixed
+// order and returns the per-group sums shaped like `like`.
+template <size_t N, class Run>
+std::array<torch::Tensor, N> backward_reduce(const std::vector<Chunk>& chunks,
+                                             const torch::Tensor& like, const Run& run) {
+  static_assert(N == 1 || N == 2, "backward_reduce: one or two parameter gradients");
+  std::vector<std::array<double, N>> partial(chunks.size());
+  for_chunks(chunks, [&](const Chunk& ch, int64_t idx) {
+    Lanes t;
+    std::array<double, N> sum{};
+    for (int64_t r = ch.begin; r < ch.end; r += kRun) {
+      const int64_t n = std::min(kRun, ch.end - r);
+      run(ch, r, n, t.t0, t.t1);
+      sum[0] += lane_sum(t.t0, n);
+      if constexpr (N == 2) sum[1] += lane_sum(t.t1, n);
+    }
+    partial[idx] = sum;
+  });
+  return reduce_groups<N>(chunks, partial, like);
+}
+
 // The element loops are compiled twice, for AVX2 and for the baseline, and picked at load time
 // (GCC function multiversioning); both clones do the same IEEE operations in the same order, so
 // results do not depend on the CPU.

@@ -61,20 +61,12 @@ class LsqFused : public torch::autograd::Function<LsqFused> {
     const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>(), *sp = s.data_ptr<float>();
     float* gxp = gx.data_ptr<float>();
     const bool one = s.numel() == 1;
-    const auto chunks = make_chunks(x.numel(), groups_of(x, s));
-    std::vector<std::array<double, 1>> partial(chunks.size());
-    for_chunks(chunks, [&](const Chunk& ch, int64_t idx) {
-      Lanes t;
-      double sum = 0.0;
-      for (int64_t r = ch.begin; r < ch.end; r += kRun) {
-        const int64_t n = std::min(kRun, ch.end - r);
-        lsq_backward_run(xp + r, gp + r, gxp + r, t.t0, n, static_cast<float>(b[0]),
-                         static_cast<float>(b[1]), sp[one ? 0 : ch.group]);
-        sum += lane_sum(t.t0, n);
-      }
-      partial[idx] = {sum};
-    });
-    auto sums = reduce_groups<1>(chunks, partial, s);
+    const float qn = static_cast<float>(b[0]), qp = static_cast<float>(b[1]);
+    auto sums = backward_reduce<1>(make_chunks(x.numel(), groups_of(x, s)), s,
+                                   [&](const Chunk& ch, int64_t r, int64_t n, float* t0, float*) {
+                                     lsq_backward_run(xp + r, gp + r, gxp + r, t0, n, qn, qp,
+                                                      sp[one ? 0 : ch.group]);
+                                   });
     return {gx, sums[0] * b[2], {}, {}, {}};
   }
 };

@@ -100,20 +100,11 @@ class PactFused : public torch::autograd::Function<PactFused> {
     auto gx = torch::empty_like(x);
     const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>();
     float* gxp = gx.data_ptr<float>();
-    const auto chunks = make_chunks(x.numel(), 1);
     const auto run = pact_backward_for(k);
-    std::vector<std::array<double, 1>> partial(chunks.size());
-    for_chunks(chunks, [&](const Chunk& ch, int64_t idx) {
-      Lanes t;
-      double sum = 0.0;
-      for (int64_t r = ch.begin; r < ch.end; r += kRun) {
-        const int64_t n = std::min(kRun, ch.end - r);
-        run(xp + r, gp + r, gxp + r, t.t0, n, k);
-        sum += lane_sum(t.t0, n);
-      }
-      partial[idx] = {sum};
-    });
-    auto sums = reduce_groups<1>(chunks, partial, alpha);
+    auto sums = backward_reduce<1>(make_chunks(x.numel(), 1), alpha,
+                                   [&](const Chunk&, int64_t r, int64_t n, float* t0, float*) {
+                                     run(xp + r, gp + r, gxp + r, t0, n, k);
+                                   });
     return {gx, sums[0], {}, {}, {}, {}};
   }
 };
