@@ -50,6 +50,17 @@ def replace_section(name, body):
     DOC.write_text(text)
 
 
+def table(header, rows):
+    """Markdown table lines: a header row, the separator, one line per row (lists of cells)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+
+
+def write_section(name, lines):
+    """Writes a section body (list of lines), closed by the machine line."""
+    replace_section(name, "\n".join(lines + ["", f"Machine: {machine()}."]))
+
+
 def fp_section(summary_path, recipe, command):
     s = json.load(open(summary_path))
     c = s["config"]
@@ -59,20 +70,19 @@ def fp_section(summary_path, recipe, command):
         "",
         f"Command: `{command}` (recipe `{recipe}`).",
         "",
-        "| model | params | epochs | test top-1 (final) | test top-5 | EMA top-1 (final) | best top-1 seen | train time |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {m['arch']} w{m['width']} small-input | {s['parameters']:,} | {t['epochs']} | "
-        f"{s['top1']:.2f} | {s['top5']:.2f} | {s['ema_top1']:.2f} | "
-        f"{max(s['best_top1'], s['best_ema_top1']):.2f} | {s['seconds'] / 60:.1f} min |",
+        *table(["model", "params", "epochs", "test top-1 (final)", "test top-5",
+                "EMA top-1 (final)", "best top-1 seen", "train time"],
+               [[f"{m['arch']} w{m['width']} small-input", f"{s['parameters']:,}", t["epochs"],
+                 f"{s['top1']:.2f}", f"{s['top5']:.2f}", f"{s['ema_top1']:.2f}",
+                 f"{max(s['best_top1'], s['best_ema_top1']):.2f}",
+                 f"{s['seconds'] / 60:.1f} min"]]),
         "",
         f"Seed {t['seed']}; SGD Nesterov lr {t['lr']}, batch {t['batch_size']}, cosine with "
         f"{t['warmup_epochs']} warm-up epoch(s), label smoothing {t['label_smoothing']}, "
         f"weight EMA {t['ema_decay']}. Final = after the last epoch (the number to quote); "
         "'best seen' is the maximum over per-epoch test evaluations and is optimistic.",
-        "",
-        f"Machine: {machine()}.",
     ]
-    replace_section("fp-reference", "\n".join(rows))
+    write_section("fp-reference", rows)
 
 
 def ptq_section(command, paths):
@@ -93,19 +103,15 @@ def ptq_section(command, paths):
         f"size {runs[0]['fp_cost']['size_bits'] / 8 / 1048576:.3f} MiB, "
         f"{runs[0]['fp_cost']['bops'] / 1e9:.2f} GBOPS.",
         "",
-        "| method | weights | W/A bits | top-1 | drop vs FP (pt) | size MiB | GBOPS |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for r in runs:
-        q = r["quantized"]
-        rows.append(
-            f"| {r['method']} | {r['weight_method']}{' per channel' if r.get('per_channel') else ''} | "
-            f"W{r['weight_bits']}A{r['act_bits']} | "
-            f"{q['top1']:.2f} | {fp['top1'] - q['top1']:.2f} | "
-            f"{r['cost']['size_bits'] / 8 / 1048576:.3f} | {r['cost']['bops'] / 1e9:.3f} |"
-        )
-    rows += ["", f"Machine: {machine()}."]
-    replace_section("ptq", "\n".join(rows))
+    rows += table(
+        ["method", "weights", "W/A bits", "top-1", "drop vs FP (pt)", "size MiB", "GBOPS"],
+        [[r["method"], r["weight_method"] + (" per channel" if r.get("per_channel") else ""),
+          f"W{r['weight_bits']}A{r['act_bits']}", f"{r['quantized']['top1']:.2f}",
+          f"{fp['top1'] - r['quantized']['top1']:.2f}",
+          f"{r['cost']['size_bits'] / 8 / 1048576:.3f}", f"{r['cost']['bops'] / 1e9:.3f}"]
+         for r in runs])
+    write_section("ptq", rows)
 
 
 def fat_section(command, paths):
@@ -124,20 +130,21 @@ def fat_section(command, paths):
         "",
         f"FP (BN folded): top-1 {fp['top1']:.2f} %.",
         "",
-        "| W/A bits | weights | rescaled | calibrated top-1 | after training top-1 | drop vs FP (pt) | train time | int32 biases (clipped) |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in runs:
+
+    def row(r):
         f = r["config"]["fat"]
-        gran = ("per-filter " if f["per_filter"] else "per-tensor ") + f["weight_form"]
-        rows.append(
-            f"| W{f['w_bits']}A{f['a_bits']} | {gran} | {'yes' if r['rescaled'] else 'no'} | "
-            f"{r['before']['top1']:.2f} | {r['after']['top1']:.2f} | "
-            f"{fp['top1'] - r['after']['top1']:.2f} | {r['train_seconds'] / 60:.1f} min | "
-            f"{r.get('int_bias_layers', '-')} ({r.get('int_bias_clipped', '-')}) |"
-        )
-    rows += ["", f"Machine: {machine()}."]
-    replace_section("fat", "\n".join(rows))
+        return [f"W{f['w_bits']}A{f['a_bits']}",
+                ("per-filter " if f["per_filter"] else "per-tensor ") + f["weight_form"],
+                "yes" if r["rescaled"] else "no", f"{r['before']['top1']:.2f}",
+                f"{r['after']['top1']:.2f}", f"{fp['top1'] - r['after']['top1']:.2f}",
+                f"{r['train_seconds'] / 60:.1f} min",
+                f"{r.get('int_bias_layers', '-')} ({r.get('int_bias_clipped', '-')})"]
+
+    rows += table(["W/A bits", "weights", "rescaled", "calibrated top-1", "after training top-1",
+                   "drop vs FP (pt)", "train time", "int32 biases (clipped)"],
+                  [row(r) for r in runs])
+    write_section("fat", rows)
 
 
 def mean_std(values):
@@ -170,9 +177,8 @@ def profit_section(command, paths):
         "Final = full 10,000-image test set after the last phase; mean ± sample std over seeds "
         "where there are several.",
         "",
-        "| model | W/A | schedule | epochs | seeds | FP top-1 | final top-1 | EMA top-1 | drop vs FP (pt) | size MiB | GBOPS | train time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    summary_rows = []
     for (arch, width, wb, ab, schedule, total_epochs), rs in groups.items():
         fp = [r["fp"]["top1"] for _, r in rs]
         fin = [r["final"]["top1"] for _, r in rs]
@@ -180,13 +186,15 @@ def profit_section(command, paths):
         drop = [f - q for f, q in zip(fp, fin)]
         r0 = rs[0][1]
         seeds = ", ".join(str(r["config"]["train"]["seed"]) for _, r in rs)
-        rows.append(
-            f"| {arch} w{width} | W{wb}A{ab} | {schedule} | {total_epochs} | {seeds} | "
-            f"{mean_std(fp)} | {mean_std(fin)} | "
-            f"{mean_std(ema) if ema else '-'} | {mean_std(drop)} | "
-            f"{r0['size_bytes'] / 1048576:.3f} (FP {r0['fp_size_bytes'] / 1048576:.3f}) | "
-            f"{r0['bops'] / 1e9:.3f} (FP {r0['fp_bops'] / 1e9:.2f}) | "
-            f"{sum(r['seconds'] for _, r in rs) / len(rs) / 60:.0f} min |")
+        summary_rows.append([
+            f"{arch} w{width}", f"W{wb}A{ab}", schedule, total_epochs, seeds, mean_std(fp),
+            mean_std(fin), mean_std(ema) if ema else "-", mean_std(drop),
+            f"{r0['size_bytes'] / 1048576:.3f} (FP {r0['fp_size_bytes'] / 1048576:.3f})",
+            f"{r0['bops'] / 1e9:.3f} (FP {r0['fp_bops'] / 1e9:.2f})",
+            f"{sum(r['seconds'] for _, r in rs) / len(rs) / 60:.0f} min"])
+    rows += table(["model", "W/A", "schedule", "epochs", "seeds", "FP top-1", "final top-1",
+                   "EMA top-1", "drop vs FP (pt)", "size MiB", "GBOPS", "train time"],
+                  summary_rows)
     for p, r in runs:
         c = r["config"]
         run_dir = pathlib.Path(p).parent
@@ -199,23 +207,21 @@ def profit_section(command, paths):
             "Frozen weights: 'all' in BN-stabilize phases (only BN, biases and quantizer "
             "parameters train), else the number of PROFIT-frozen convs (AIWQ ranking).",
             "",
-            "| phase | kind | A | W | epochs | frozen weights | last top-1 | last EMA top-1 | best |",
-            "|---|---|---|---|---|---|---|---|---|",
         ]
-        for ph in r["phases"]:
-            bits = lambda b: str(b) if b else "fp"
-            rows.append(
-                f"| {ph['name']} | {ph['kind']} | {bits(ph['act_bits'])} | {bits(ph['weight_bits'])} | "
-                f"{ph['epochs']} | {'all' if ph['kind'] == 'bn' else ph['frozen_layers'] or '-'} | "
-                f"{ph['last']['top1']:.2f} | "
-                f"{ph['last_ema']['top1']:.2f} | {ph['best_top1']:.2f} |")
+        bits = lambda b: str(b) if b else "fp"
+        rows += table(
+            ["phase", "kind", "A", "W", "epochs", "frozen weights", "last top-1",
+             "last EMA top-1", "best"],
+            [[ph["name"], ph["kind"], bits(ph["act_bits"]), bits(ph["weight_bits"]), ph["epochs"],
+              "all" if ph["kind"] == "bn" else ph["frozen_layers"] or "-",
+              f"{ph['last']['top1']:.2f}", f"{ph['last_ema']['top1']:.2f}",
+              f"{ph['best_top1']:.2f}"] for ph in r["phases"]])
         for img, what in [("curves", "Training loss per phase and test top-1"),
                           ("aiwq", "AIWQ per conv layer")]:
             name = f"img/{run_dir.name}_{img}.svg"
             if (DOC.parent / name).exists():
                 rows += ["", f"{what}: ![{what}]({name})"]
-    rows += ["", f"Machine: {machine()}."]
-    replace_section("profit", "\n".join(rows))
+    write_section("profit", rows)
 
 
 if __name__ == "__main__":

@@ -216,8 +216,15 @@ FatSummary run_fat(train::TrainConfig cfg) {
     for (auto& p : scales) last_good.push_back(p.detach().clone());
   };
   snapshot();
+  // Training time accumulates over resumes: the checkpoint carries the time spent before.
+  const double train_before = pos.elapsed_seconds;
+  const auto train_start = Clock::now();
+  auto train_elapsed = [&] {
+    return train_before + std::chrono::duration<double>(Clock::now() - train_start).count();
+  };
   auto save = [&] {
     pos.rng_state = cpu_rng_state();
+    pos.elapsed_seconds = train_elapsed();
     io::save_checkpoint(ckpt, refs, pos, config_json);
     snapshot();
   };
@@ -239,7 +246,6 @@ FatSummary run_fat(train::TrainConfig cfg) {
   };
 
   FatSummary summary;
-  const auto train_start = Clock::now();
   int nan_events = 0;
   double lr = cfg.lr;
   for (; pos.epoch < cfg.epochs; ++pos.epoch, pos.batch = 0) {
@@ -311,7 +317,8 @@ FatSummary run_fat(train::TrainConfig cfg) {
                    {"epoch", pos.epoch + 1},
                    {"train_loss", train_loss},
                    {"holdout_loss", hold_loss},
-                   {"elapsed_seconds", std::chrono::duration<double>(Clock::now() - t0).count()},
+                   {"elapsed_seconds",
+                    train_before + std::chrono::duration<double>(Clock::now() - t0).count()},
                    {"lr", lr}});
     std::fprintf(stderr, "fat epoch %ld/%ld: train loss %.4f | held-out loss %.4f\n",
                  static_cast<long>(pos.epoch + 1), static_cast<long>(cfg.epochs), train_loss,
@@ -321,7 +328,7 @@ FatSummary run_fat(train::TrainConfig cfg) {
     save();
     --pos.epoch;
   }
-  const double train_seconds = std::chrono::duration<double>(Clock::now() - train_start).count();
+  const double train_seconds = train_elapsed();
   // Model selection on the hold-out (never on the test set).
   const auto best_path = (out / "best.safetensors").string();
   if (pos.best_loss >= 0.0 && fs::exists(best_path))
@@ -360,7 +367,7 @@ FatSummary run_fat(train::TrainConfig cfg) {
                        [](int64_t a, const torch::Tensor& t) { return a + t.numel(); })},
       {"setup_seconds", setup_seconds},
       {"train_seconds", train_seconds},
-      {"seconds", std::chrono::duration<double>(Clock::now() - t0).count()},
+      {"seconds", train_before + std::chrono::duration<double>(Clock::now() - t0).count()},
       {"resumed", resuming},
   };
   io::write_file_atomic((out / "summary.json").string(), summary.json.dump(2) + "\n");

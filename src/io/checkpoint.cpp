@@ -35,9 +35,9 @@ void save_checkpoint(const std::string& path, const CheckpointRefs& refs, const 
   root.write("format_version", torch::tensor(kFormatVersion));
   root.write("position", torch::tensor({pos.epoch, pos.batch, pos.step, pos.epoch_correct,
                                         pos.epoch_seen, pos.phase}));
-  root.write("best",
-             torch::tensor({pos.best_top1, pos.best_ema_top1, pos.epoch_loss_sum, pos.best_loss},
-                           torch::kFloat64));
+  root.write("best", torch::tensor({pos.best_top1, pos.best_ema_top1, pos.epoch_loss_sum,
+                                    pos.best_loss, pos.elapsed_seconds},
+                                   torch::kFloat64));
   if (pos.rng_state.defined()) root.write("rng_state", pos.rng_state, true);
   root.write("config", c10::IValue(config_json));
   write_module(model, *refs.model);
@@ -70,10 +70,10 @@ std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs,
               path, ": not a profit checkpoint");
   TORCH_CHECK(version.item<int64_t>() == kFormatVersion, path, ": checkpoint format ",
               version.item<int64_t>(), " (this build reads ", kFormatVersion, ")");
-  // "best" had 3 entries before best_loss was added, "position" 5 before the phase index; all
-  // layouts load.
+  // "best" had 3 entries before best_loss was added and 4 before elapsed_seconds, "position" 5
+  // before the phase index; all layouts load.
   TORCH_CHECK(
-      (position.numel() == 5 || position.numel() == 6) && (best.numel() == 3 || best.numel() == 4),
+      (position.numel() == 5 || position.numel() == 6) && best.numel() >= 3 && best.numel() <= 5,
       path, ": bad position record");
   position = position.to(torch::kCPU);
   best = best.to(torch::kCPU);
@@ -88,7 +88,8 @@ std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs,
   pos.best_top1 = b[0];
   pos.best_ema_top1 = b[1];
   pos.epoch_loss_sum = b[2];
-  pos.best_loss = best.numel() == 4 ? b[3] : -1.0;
+  pos.best_loss = best.numel() >= 4 ? b[3] : -1.0;
+  pos.elapsed_seconds = best.numel() >= 5 ? b[4] : 0.0;
   torch::Tensor rng;
   if (root.try_read("rng_state", rng, true)) pos.rng_state = rng.to(torch::kCPU);
   c10::IValue config;

@@ -99,8 +99,15 @@ TrainSummary train(TrainConfig cfg) {
   }
   const std::string config_json = to_json(cfg).dump();
   MetricsLog metrics((out / "metrics.jsonl").string(), resuming ? pos.step : -1);
+  // Wall time accumulates over resumes (the checkpoint carries the time spent before).
+  const double elapsed_before = pos.elapsed_seconds;
+  auto elapsed = [&] {
+    return elapsed_before +
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   auto save = [&] {
     pos.rng_state = cpu_rng_state();
+    pos.elapsed_seconds = elapsed();
     io::save_checkpoint(ckpt, refs, pos, config_json);
   };
 
@@ -195,7 +202,7 @@ TrainSummary train(TrainConfig cfg) {
   summary.best_top1 = pos.best_top1;
   summary.best_ema_top1 = pos.best_ema_top1;
   summary.steps = pos.step;
-  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  summary.seconds = elapsed();
   return summary;
 }
 

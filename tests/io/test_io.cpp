@@ -85,6 +85,8 @@ TEST(Checkpoint, RoundTripAndCorruptFileKeepsTheOldOne) {
   pos.batch = 5;
   pos.step = 17;
   pos.best_top1 = 55.5;
+  pos.best_loss = 0.25;
+  pos.elapsed_seconds = 123.5;
   pos.rng_state = torch::randint(0, 255, {5056}).to(torch::kUInt8);
   const std::string path = (dir / "last.ckpt").string();
   save_checkpoint(path, {m.get(), nullptr, &opt}, pos, "{\"x\":1}");
@@ -98,6 +100,8 @@ TEST(Checkpoint, RoundTripAndCorruptFileKeepsTheOldOne) {
   EXPECT_EQ(p2.batch, 5);
   EXPECT_EQ(p2.step, 17);
   EXPECT_DOUBLE_EQ(p2.best_top1, 55.5);
+  EXPECT_DOUBLE_EQ(p2.best_loss, 0.25);
+  EXPECT_DOUBLE_EQ(p2.elapsed_seconds, 123.5);
   EXPECT_TRUE(torch::equal(p2.rng_state, pos.rng_state));
   for (size_t i = 0; i < m->parameters().size(); ++i)
     EXPECT_TRUE(torch::equal(m->parameters()[i], m2->parameters()[i]));

@@ -131,8 +131,13 @@ TEST(Trainer, ResumeIsBitIdentical) {
   part.stop_after = 9;  // resume, stop inside epoch 2
   part.resume = true;
   EXPECT_TRUE(train(part).stopped_early);
+  // The checkpoint carries the wall time of both earlier processes; the summary adds to it.
+  io::TrainPosition before;
+  io::load_checkpoint((dir / "part" / "last.ckpt").string(), {}, before);
+  EXPECT_GT(before.elapsed_seconds, 0.0);
   part.stop_after = 0;
   auto s2 = train(part);
+  EXPECT_GE(s2.seconds, before.elapsed_seconds);
   EXPECT_EQ(s2.steps, 12);
   for (const char* f : {"final.safetensors", "final_ema.safetensors"}) {
     auto a = io::load_safetensors((dir / "full" / f).string());

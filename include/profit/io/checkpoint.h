@@ -18,7 +18,8 @@ struct TrainPosition {
   double best_loss = -1.0;      // lowest model-selection loss so far (FAT); -1 = none
   double epoch_loss_sum = 0.0;  // running train statistics of the epoch in progress
   int64_t epoch_correct = 0, epoch_seen = 0;
-  torch::Tensor rng_state;  // torch CPU generator state
+  double elapsed_seconds = 0.0;  // wall time spent by the run before this checkpoint (all resumes)
+  torch::Tensor rng_state;       // torch CPU generator state
 };
 
 struct CheckpointRefs {
