@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# PROFIT on the reference MobileNetV2 (models/fp_mobilenet_v2_fmnist): runs the Fashion-MNIST
-# recipes for the given bit widths and seeds (resuming any run that was interrupted), draws the
-# training curves and the AIWQ chart of each run, and writes the table into docs/results.md.
-# Usage: scripts/profit_table.sh [BITS...] [-- SEEDS...]     default: w4a4, seed 1
-#   BITS: w4a4 | w3a3 | w2a2 (recipes/profit_mobilenet_v2_fmnist_BITS.yaml, runs/profit_BITS_sSEED)
+# PROFIT runs for docs/results.md: runs the given recipes for the given seeds (resuming any run
+# that was interrupted), draws the training curves and the AIWQ chart of each run, and writes the
+# table into docs/results.md.
+# Usage: scripts/profit_table.sh [SPEC...] [-- SEEDS...]     default: w4a4, seed 1
+#   SPEC: w4a4 | w3a3 | w2a2 (MobileNetV2 from models/fp_mobilenet_v2_fmnist:
+#         recipes/profit_mobilenet_v2_fmnist_SPEC.yaml, runs/profit_SPEC_sSEED)
 #         or noprofit:w3a3 (the ablation without PROFIT at equal epochs:
 #         recipes/noprofit_mobilenet_v2_fmnist_w3a3.yaml, runs/noprofit_w3a3_sSEED)
+#         or any recipe name, e.g. profit_mobilenet_v1_fmnist_w4a4 (recipes/NAME.yaml,
+#         runs/NAME_sSEED; the V1 / V3-Large recipes need scripts/train_fp_models.sh first)
+#   SPEC@S1,S2: that spec with its own seeds instead of the common ones
 #   e.g. scripts/profit_table.sh w4a4 w3a3 noprofit:w3a3 -- 1 2 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,12 +26,21 @@ ninja -C build profit >/dev/null
 mkdir -p docs/img
 summaries=()
 for spec in "${bits[@]}"; do
-  kind=profit b=$spec
-  if [[ $spec == *:* ]]; then kind=${spec%%:*} b=${spec#*:}; fi
-  for s in "${seeds[@]}"; do
-    out=runs/${kind}_${b}_s${s}
-    ./build/profit quantize --recipe recipes/${kind}_mobilenet_v2_fmnist_${b}.yaml --seed "$s" \
-      --out "$out" --resume true --progress false
+  spec_seeds=("${seeds[@]}")
+  if [[ $spec == *@* ]]; then
+    IFS=, read -r -a spec_seeds <<< "${spec#*@}"
+    spec=${spec%%@*}
+  fi
+  if [ -f "recipes/$spec.yaml" ]; then
+    recipe=recipes/$spec.yaml name=$spec
+  else
+    kind=profit b=$spec
+    if [[ $spec == *:* ]]; then kind=${spec%%:*} b=${spec#*:}; fi
+    recipe=recipes/${kind}_mobilenet_v2_fmnist_${b}.yaml name=${kind}_${b}
+  fi
+  for s in "${spec_seeds[@]}"; do
+    out=runs/${name}_s${s}
+    ./build/profit quantize --recipe "$recipe" --seed "$s" --out "$out" --resume true --progress false
     ./build/profit aiwq --run "$out" --svg "docs/img/$(basename "$out")_aiwq.svg" > "$out/aiwq.txt"
     /usr/bin/python3 scripts/plot_profit.py "$out" "docs/img/$(basename "$out")_curves.svg"
     summaries+=("$out/summary.json")

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Re-runs every experiment behind docs/results.md, in dependency order: the reference FP model
 # first (every quantization result starts from it and uses it as the teacher), then PTQ, FAT,
-# FAT vs full QAT, the PROFIT runs and the performance benchmarks. Every step resumes where it
-# stopped, so the same command continues after an interruption. On 2 CPU cores this is days of
-# compute; the per-step scripts can be run on their own. Finished runs are reused: after the
-# reference model changes, delete runs/ptq, runs/fat, runs/fat_vs_qat and runs/*profit_* first.
+# FAT vs full QAT, the PROFIT runs on MobileNetV2, the FP MobileNetV1 / V3-Large and the PROFIT
+# runs on them (the second profit_table.sh reuses the finished V2 runs and completes the table),
+# and the performance benchmarks. Every step resumes where it stopped, so the same command
+# continues after an interruption. On 2 CPU cores this is days of compute; the per-step scripts
+# can be run on their own. Finished runs are reused: after the reference model changes, delete
+# runs/ptq, runs/fat, runs/fat_vs_qat, runs/profit_w* and runs/noprofit_* first.
 # Usage: scripts/reproduce_all.sh [SEEDS...]   (PROFIT seeds, default 1 2 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +16,11 @@ bash scripts/train_reference.sh
 bash scripts/ptq_table.sh
 bash scripts/fat_table.sh
 bash scripts/fat_vs_qat.sh
-bash scripts/profit_table.sh w4a4 w3a3 noprofit:w3a3 w2a2 -- "${seeds[@]}"
+v2=(w4a4 w3a3 noprofit:w3a3 w2a2)
+bash scripts/profit_table.sh "${v2[@]}" -- "${seeds[@]}"
+bash scripts/train_fp_models.sh
+bash scripts/profit_table.sh "${v2[@]}" profit_mobilenet_v1_fmnist_w4a4@1 \
+  profit_mobilenet_v3_large_fmnist_w4a4@1 profit_mobilenet_v3_large_fmnist_w3a3 \
+  profit_mobilenet_v3_large_fmnist_w3a3_pact profit_mobilenet_v3_large_fmnist_w3a3_lsq \
+  -- "${seeds[@]}"
 bash scripts/bench_table.sh

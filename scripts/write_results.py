@@ -2,6 +2,7 @@
 """Writes a generated section of docs/results.md from a run's summary JSON.
 
 Usage: write_results.py fp SUMMARY_JSON RECIPE COMMAND
+       write_results.py fp-models COMMAND SUMMARY_JSON...
        write_results.py ptq COMMAND PTQ_JSON...
        write_results.py fat COMMAND FAT_SUMMARY_JSON...
        write_results.py profit COMMAND PROFIT_SUMMARY_JSON...
@@ -85,6 +86,34 @@ def fp_section(summary_path, recipe, command):
     write_section("fp-reference", rows)
 
 
+def fp_models_section(command, paths):
+    """FP models other than the reference (the starts and teachers of PROFIT on V1 / V3)."""
+    rows = [
+        "## Full-precision MobileNetV1 and MobileNetV3-Large on Fashion-MNIST",
+        "",
+        f"Command: `{command}`. The FP starts and distillation teachers of the PROFIT runs on the "
+        "paper's other two models; trained like the 18-epoch MobileNetV2 recipe (width 0.5, "
+        "small-input stem, SGD Nesterov, cosine, label smoothing 0.1, weight EMA). "
+        "MobileNetV3-Large in PROFIT's form: SE before the activation, -3/8 negative padding of "
+        "h-swish inputs (profit.md §2, §6.3).",
+        "",
+    ]
+
+    def row(p):
+        s = json.load(open(p))
+        m, t = s["config"]["model"], s["config"]["train"]
+        form = [f"w{m['width']}"] + (["small-input"] if m.get("small_input") else [])
+        if m["arch"].startswith("mobilenet_v3"):
+            form += [f"SE {m['se_position']}"] + (["neg. padding"] if m["negative_padding"] else [])
+        return [m["arch"], " ".join(form), f"{s['parameters']:,}", t["epochs"], f"{s['top1']:.2f}",
+                f"{s['ema_top1']:.2f}", f"{s['seconds'] / 60:.1f} min",
+                f"`{pathlib.Path(p).parent}`"]
+
+    rows += table(["model", "form", "params", "epochs", "test top-1 (final)", "EMA top-1 (final)",
+                   "train time", "run"], [row(p) for p in paths])
+    write_section("fp-models", rows)
+
+
 def ptq_section(command, paths):
     runs = [json.load(open(p)) for p in paths]
     fp = runs[0]["fp"]
@@ -156,6 +185,16 @@ def mean_std(values):
     return f"{m:.2f} ± {sd:.2f}"
 
 
+def policy_method(summary_path):
+    """The quantizer named by the run's policy.yaml (written next to the summary)."""
+    policy = pathlib.Path(summary_path).parent / "policy.yaml"
+    if policy.exists():
+        for line in policy.read_text().splitlines():
+            if line.startswith("method:"):
+                return line.split(":", 1)[1].strip()
+    return "?"
+
+
 def profit_section(command, paths):
     runs = [(p, json.load(open(p))) for p in paths]
     groups = {}
@@ -164,22 +203,25 @@ def profit_section(command, paths):
         frozen = any(ph["kind"] == "sample" for ph in r["phases"])
         schedule = (f"PROFIT ({c['profit']['n_profit']} freezing phases, "
                     f"{c['profit']['freeze_order']} order)" if frozen else "no freezing")
-        key = (c["model"]["arch"], c["model"]["width"], r["phases"][-1]["weight_bits"],
+        key = (c["model"]["arch"], c["model"]["width"], policy_method(p),
+               r["phases"][-1]["weight_bits"],
                r["phases"][-1]["act_bits"], schedule, sum(ph["epochs"] for ph in r["phases"]))
         groups.setdefault(key, []).append((p, r))
     rows = [
-        "## PROFIT: progressive quantization of the reference MobileNetV2, Fashion-MNIST",
+        "## PROFIT: progressive quantization on Fashion-MNIST",
         "",
-        f"Command: `{command}`. Each run starts from the reference FP model, which is also the "
-        "distillation teacher (CE + soft CE, T = 1), and follows its recipe's phase list "
-        "(profit.md §5.1, phases scaled to 2 CPU cores: see the recipe header). DuQ quantizers "
-        "everywhere (per tensor, no first/last-layer exception), precision-highway residuals. "
+        f"Command: `{command}`. Each run starts from its FP model (MobileNetV2: the reference; "
+        "V1 / V3-Large: the FP table above), which is also the distillation teacher (CE + soft "
+        "CE, T = 1), and follows its recipe's phase list (profit.md §5.1, phases scaled to 2 CPU "
+        "cores: see the recipe header). One quantizer type per run ('quantizer'), per tensor, no "
+        "first/last-layer exception, precision-highway residuals; MobileNetV3 keeps its SE "
+        "module at 8 bit (the paper's supplement). "
         "Final = full 10,000-image test set after the last phase; mean ± sample std over seeds "
         "where there are several.",
         "",
     ]
     summary_rows = []
-    for (arch, width, wb, ab, schedule, total_epochs), rs in groups.items():
+    for (arch, width, method, wb, ab, schedule, total_epochs), rs in groups.items():
         fp = [r["fp"]["top1"] for _, r in rs]
         fin = [r["final"]["top1"] for _, r in rs]
         ema = [r["final_ema"]["top1"] for _, r in rs if "final_ema" in r]
@@ -187,12 +229,12 @@ def profit_section(command, paths):
         r0 = rs[0][1]
         seeds = ", ".join(str(r["config"]["train"]["seed"]) for _, r in rs)
         summary_rows.append([
-            f"{arch} w{width}", f"W{wb}A{ab}", schedule, total_epochs, seeds, mean_std(fp),
+            f"{arch} w{width}", method, f"W{wb}A{ab}", schedule, total_epochs, seeds, mean_std(fp),
             mean_std(fin), mean_std(ema) if ema else "-", mean_std(drop),
             f"{r0['size_bytes'] / 1048576:.3f} (FP {r0['fp_size_bytes'] / 1048576:.3f})",
             f"{r0['bops'] / 1e9:.3f} (FP {r0['fp_bops'] / 1e9:.2f})",
             f"{sum(r['seconds'] for _, r in rs) / len(rs) / 60:.0f} min"])
-    rows += table(["model", "W/A", "schedule", "epochs", "seeds", "FP top-1", "final top-1",
+    rows += table(["model", "quantizer", "W/A", "schedule", "epochs", "seeds", "FP top-1", "final top-1",
                    "EMA top-1", "drop vs FP (pt)", "size MiB", "GBOPS", "train time"],
                   summary_rows)
     for p, r in runs:
@@ -227,6 +269,8 @@ def profit_section(command, paths):
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "fp":
         fp_section(*sys.argv[2:])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "fp-models":
+        fp_models_section(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) >= 4 and sys.argv[1] == "ptq":
         ptq_section(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) >= 4 and sys.argv[1] == "fat":
