@@ -9,6 +9,7 @@
 #         recipes/noprofit_mobilenet_v2_fmnist_w3a3.yaml, runs/noprofit_w3a3_sSEED)
 #         or any recipe name, e.g. profit_mobilenet_v1_fmnist_w4a4 (recipes/NAME.yaml,
 #         runs/NAME_sSEED; the V1 / V3-Large recipes need scripts/train_fp_models.sh first)
+#         (w4a4_nostab: recipes/profit_mobilenet_v2_fmnist_w4a4_nostab.yaml, no BN-stabilize phases)
 #   SPEC@S1,S2: that spec with its own seeds instead of the common ones
 #   e.g. scripts/profit_table.sh w4a4 w3a3 noprofit:w3a3 -- 1 2 3
 set -euo pipefail

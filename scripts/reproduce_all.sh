@@ -16,7 +16,7 @@ bash scripts/train_reference.sh
 bash scripts/ptq_table.sh
 bash scripts/fat_table.sh
 bash scripts/fat_vs_qat.sh
-v2=(w4a4 w3a3 noprofit:w3a3 w2a2)
+v2=(w4a4 w4a4_nostab w3a3 noprofit:w3a3 w2a2)
 bash scripts/profit_table.sh "${v2[@]}" -- "${seeds[@]}"
 bash scripts/train_fp_models.sh
 bash scripts/profit_table.sh "${v2[@]}" profit_mobilenet_v1_fmnist_w4a4@1 \

@@ -203,6 +203,8 @@ def profit_section(command, paths):
         frozen = any(ph["kind"] == "sample" for ph in r["phases"])
         schedule = (f"PROFIT ({c['profit']['n_profit']} freezing phases, "
                     f"{c['profit']['freeze_order']} order)" if frozen else "no freezing")
+        if not any(ph["kind"] == "bn" for ph in r["phases"]):
+            schedule += ", no BN-stabilize phases"
         key = (c["model"]["arch"], c["model"]["width"], policy_method(p),
                r["phases"][-1]["weight_bits"],
                r["phases"][-1]["act_bits"], schedule, sum(ph["epochs"] for ph in r["phases"]))
@@ -237,6 +239,26 @@ def profit_section(command, paths):
     rows += table(["model", "quantizer", "W/A", "schedule", "epochs", "seeds", "FP top-1", "final top-1",
                    "EMA top-1", "drop vs FP (pt)", "size MiB", "GBOPS", "train time"],
                   summary_rows)
+    gap_runs = [(p, r) for p, r in runs if "final_train_mode" in r]
+    if gap_runs:
+        rows += [
+            "",
+            "### BN train/eval gap (the AIWQ symptom, profit.md §3.1)",
+            "",
+            "Top-1 on the 10,000 test images after the last phase with BN in eval mode (running "
+            "statistics, the deployed model) and in train mode (statistics of each 500-image "
+            "evaluation batch; dropout off). A positive gap means the running statistics no longer "
+            "match what the quantized weights produce.",
+            "",
+        ]
+        rows += table(
+            ["run", "W/A", "BN-stabilize phases", "eval-mode top-1", "train-mode top-1",
+             "gap (pt)"],
+            [[f"`{pathlib.Path(p).parent}`",
+              f"W{r['phases'][-1]['weight_bits']}A{r['phases'][-1]['act_bits']}",
+              "yes" if any(ph["kind"] == "bn" for ph in r["phases"]) else "no",
+              f"{r['final']['top1']:.2f}", f"{r['final_train_mode']['top1']:.2f}",
+              f"{r['final_train_mode']['top1'] - r['final']['top1']:.2f}"] for p, r in gap_runs])
     for p, r in runs:
         c = r["config"]
         run_dir = pathlib.Path(p).parent
@@ -251,13 +273,16 @@ def profit_section(command, paths):
             "",
         ]
         bits = lambda b: str(b) if b else "fp"
+        train_mode = all("last_train_mode" in ph for ph in r["phases"])
         rows += table(
             ["phase", "kind", "A", "W", "epochs", "frozen weights", "last top-1",
-             "last EMA top-1", "best"],
+             "last EMA top-1", "best"] + (["last train-mode BN top-1"] if train_mode else []),
             [[ph["name"], ph["kind"], bits(ph["act_bits"]), bits(ph["weight_bits"]), ph["epochs"],
               "all" if ph["kind"] == "bn" else ph["frozen_layers"] or "-",
               f"{ph['last']['top1']:.2f}", f"{ph['last_ema']['top1']:.2f}",
-              f"{ph['best_top1']:.2f}"] for ph in r["phases"]])
+              f"{ph['best_top1']:.2f}"]
+             + ([f"{ph['last_train_mode']['top1']:.2f}"] if train_mode else [])
+             for ph in r["phases"]])
         for img, what in [("curves", "Training loss per phase and test top-1"),
                           ("aiwq", "AIWQ per conv layer")]:
             name = f"img/{run_dir.name}_{img}.svg"

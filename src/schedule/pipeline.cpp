@@ -294,7 +294,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     };
 
     double phase_best = -1.0;
-    train::EvalResult last_model, last_ema;
+    train::EvalResult last_model, last_ema, last_train_mode;
     for (; pos.epoch < ph.epochs; ++pos.epoch, pos.batch = 0) {
       const double mult = lr_multiplier(ph, pos.epoch);
       apply_lr(opt, mult);
@@ -383,8 +383,10 @@ QuantizeSummary run_quantize(QuantizeJob job) {
       rec["elapsed_seconds"] = elapsed();  // for time-to-accuracy comparisons
       rec["train_seconds"] = train_seconds;
       if (ema) rec["test_ema"] = eval_json(last_ema);
-      if (settings.eval_train_mode)
-        rec["test_train_mode"] = eval_json(evaluate_train_mode(eval_loader));
+      if (settings.eval_train_mode) {
+        last_train_mode = evaluate_train_mode(eval_loader);
+        rec["test_train_mode"] = eval_json(last_train_mode);
+      }
       metrics.write(rec);
       std::fprintf(stderr, "%s epoch %ld/%ld: train loss %.4f top1 %.2f | test top1 %.2f%s\n",
                    ph.name.c_str(), static_cast<long>(pos.epoch + 1), static_cast<long>(ph.epochs),
@@ -404,6 +406,8 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                                      {"last", eval_json(last_model)},
                                      {"last_ema", eval_json(last_ema)},
                                      {"step", pos.step}});
+        if (settings.eval_train_mode)
+          results["phases"].back()["last_train_mode"] = eval_json(last_train_mode);
         write_json(results_path, results);
         ++pos.phase;
         pos.epoch = 0;
@@ -438,6 +442,8 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                   {"train_seconds", train_seconds},
                   {"resumed", resuming}};
   if (ema) summary.json["final_ema"] = eval_json(final_ema);
+  if (settings.eval_train_mode)  // the BN train/eval gap on the full test set
+    summary.json["final_train_mode"] = eval_json(evaluate_train_mode(test_loader));
   if (aiwq.contains("ranking")) summary.json["aiwq_ranking"] = aiwq["ranking"];
   write_json(out / "summary.json", summary.json);
   return summary;

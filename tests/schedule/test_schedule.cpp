@@ -285,6 +285,10 @@ TEST(ScheduleEndToEnd, V2AiwqFreezingEmaAndExactResume) {
   EXPECT_EQ(j["steps"].get<int64_t>(), 11 * 2);
   ASSERT_EQ(j["phases"].size(), 10u);
   EXPECT_TRUE(j.contains("final_ema"));
+  // The BN train/eval gap: per phase (last epoch) and on the full test set at the end.
+  ASSERT_TRUE(j.contains("final_train_mode"));
+  EXPECT_EQ(j["final_train_mode"]["count"], j["final"]["count"]);
+  for (const auto& ph : j["phases"]) EXPECT_TRUE(ph.contains("last_train_mode")) << ph["name"];
   EXPECT_LT(j["bops"].get<double>(), j["fp_bops"].get<double>() / 20);
 
   // AIWQ: every one of V2's 52 convs measured (one sample per epoch after the skipped first).
