@@ -2,6 +2,7 @@
 """Writes a generated section of docs/results.md from a run's summary JSON.
 
 Usage: write_results.py fp SUMMARY_JSON RECIPE COMMAND
+       write_results.py fp-candidates COMMAND SUMMARY_JSON...
        write_results.py fp-models COMMAND SUMMARY_JSON...
        write_results.py ptq COMMAND PTQ_JSON...
        write_results.py fat COMMAND FAT_SUMMARY_JSON...
@@ -84,6 +85,30 @@ def fp_section(summary_path, recipe, command):
         "'best seen' is the maximum over per-epoch test evaluations and is optimistic.",
     ]
     write_section("fp-reference", rows)
+
+
+def fp_candidates_section(command, paths):
+    """Other schedules tried for the MobileNetV2 reference, with what each reached."""
+    rows = [
+        "### Other schedules tried for the reference",
+        "",
+        f"Command: `{command}`. Same model (MobileNetV2 w0.5, small-input stem) and data; 'start' "
+        "is the initial weights (a warm restart starts from the reference above). Final = after "
+        "the last epoch, the number that would be quoted.",
+        "",
+    ]
+
+    def row(p):
+        s = json.load(open(p))
+        c = s["config"]
+        t, d = c["train"], c["data"]
+        return [f"`{pathlib.Path(p).parent}`", t["epochs"], t["init_weights"] or "scratch",
+                t["lr"], t["weight_decay"], d.get("random_erasing", 0.0), t["seed"],
+                f"{s['top1']:.2f}", f"{s['ema_top1']:.2f}"]
+
+    rows += table(["run", "epochs", "start", "peak lr", "weight decay", "random erasing", "seed",
+                   "test top-1 (final)", "EMA top-1 (final)"], [row(p) for p in paths])
+    write_section("fp-candidates", rows)
 
 
 def fp_models_section(command, paths):
@@ -294,6 +319,8 @@ def profit_section(command, paths):
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "fp":
         fp_section(*sys.argv[2:])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "fp-candidates":
+        fp_candidates_section(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) >= 4 and sys.argv[1] == "fp-models":
         fp_models_section(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) >= 4 and sys.argv[1] == "ptq":

@@ -114,6 +114,7 @@ TrainSummary train(TrainConfig cfg) {
   TrainSummary summary;
   summary.parameters = nn::count_parameters(*model);
   auto forward = [&](torch::Tensor x) { return model->forward(std::move(x)); };
+  bool evaluated = false;  // whether this process ran (and evaluated) an epoch
   for (; pos.epoch < cfg.epochs; ++pos.epoch, pos.batch = 0) {
     model->train();
     ProgressBar bar("epoch " + std::to_string(pos.epoch + 1) + "/" + std::to_string(cfg.epochs),
@@ -195,6 +196,15 @@ TrainSummary train(TrainConfig cfg) {
     pos.batch = 0;
     save();
     --pos.epoch;
+    evaluated = true;
+  }
+  if (!evaluated) {  // resumed after the last epoch: the summary still reports the final model
+    summary.final_eval = evaluate(*model, forward, test_loader, device, false);
+    if (ema) {
+      auto em = ema->model();
+      summary.final_ema_eval = evaluate(
+          *em, [&](torch::Tensor x) { return em->forward(x); }, test_loader, device, false);
+    }
   }
   io::save_safetensors((out / "final.safetensors").string(), io::state_dict(*model));
   if (ema)

@@ -147,6 +147,11 @@ TEST(Trainer, ResumeIsBitIdentical) {
   }
   EXPECT_DOUBLE_EQ(s.final_eval.top1, s2.final_eval.top1);
   EXPECT_DOUBLE_EQ(s.final_eval.loss, s2.final_eval.loss);
+  // Resuming a finished run trains nothing and still reports the final model and its EMA.
+  auto s3 = train(part);
+  EXPECT_EQ(s3.steps, 12);
+  EXPECT_DOUBLE_EQ(s3.final_eval.loss, s2.final_eval.loss);
+  EXPECT_DOUBLE_EQ(s3.final_ema_eval.loss, s2.final_ema_eval.loss);
   std::ifstream fa(dir / "full" / "metrics.jsonl"), fb(dir / "part" / "metrics.jsonl");
   std::string la((std::istreambuf_iterator<char>(fa)), {}),
       lb((std::istreambuf_iterator<char>(fb)), {});
