@@ -48,6 +48,7 @@ struct Variant {
   bool fused = true;
   int aiwq_every = 0;  // 0: no AIWQ sampling
   std::string only;    // "weights" or "activations": the other sites stay FP ("": all quantized)
+  bool aiwq_all_channels = false;  // AIWQ recomputes every channel (off: only changed ones)
 };
 
 // One variant's model, optimizer and data, ready to step.
@@ -91,6 +92,7 @@ class Runner {
                                                torch::optim::SGDOptions(0.01).momentum(0.9));
     if (v.aiwq_every > 0) {
       meter_ = std::make_unique<profit::freeze::AiwqMeter>(*model_, 0.999, 1.0, v.aiwq_every);
+      meter_->set_changed_channels_only(!v.aiwq_all_channels);
       meter_->new_epoch();
     }
   }
@@ -171,6 +173,8 @@ int main(int argc, char** argv) {
     }
     variants.push_back({"duq/per_tensor/aiwq", "duq", false, true, 1});
     variants.push_back({"duq/per_tensor/aiwq_every4", "duq", false, true, 4});
+    variants.push_back(
+        {"duq/per_tensor/aiwq_all_channels", "duq", false, true, 1, "", /*all channels*/ true});
     // Where the overhead comes from: weights only (activations FP) and activations only.
     variants.push_back({"duq/per_tensor/weights_only", "duq", false, true, 0, "weights"});
     variants.push_back({"duq/per_tensor/activations_only", "duq", false, true, 0, "activations"});

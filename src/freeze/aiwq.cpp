@@ -150,8 +150,39 @@ void AiwqMeter::observe(nn::ConvImpl& conv, const torch::Tensor& input, const to
   torch::NoGradGuard no_grad;
   const int64_t t = forwards_[i]++;
   if (previous_[i].defined()) {
+    const auto w = weight.detach();
+    const auto moved = w.ne(previous_[i]).reshape({w.size(0), -1}).any(1);  // [C] bool
+    const auto changed = moved.nonzero().flatten();
+    layers_[i].changed_sum += static_cast<double>(changed.numel()) / static_cast<double>(w.size(0));
+    ++layers_[i].compared;
     // Y_old from the same input with the forward's own padding (§3.4); Y_new is the real output.
-    add(i, gaussian_kl(output.detach(), conv.conv_with(input.detach(), previous_[i])));
+    const auto y_new = output.detach();
+    if (!changed_only_ || !conv.channels_separable() || changed.numel() == w.size(0)) {
+      add(i, gaussian_kl(y_new, conv.conv_with(input.detach(), previous_[i])));
+    } else {
+      // A channel whose quantized weights did not move has Y_old == Y_new (KL exactly 0): only
+      // the changed channels are convolved again (typically a few percent of them per step).
+      const auto m_new = channel_moments(y_new);
+      ChannelMoments m_old{m_new.mean.clone(), m_new.var.clone()};
+      if (changed.numel() > 0) {
+        // The subset is padded with unchanged channels to a power of two: each new shape costs
+        // the conv backend (oneDNN) a new primitive, so a layer sees only a few shapes.
+        const int64_t n = changed.numel(), c = w.size(0);
+        int64_t bucket = 1;
+        while (bucket < n) bucket *= 2;
+        bucket = std::min(bucket, c);
+        auto subset = changed;
+        if (bucket > n)
+          subset = torch::cat(
+              {changed, moved.logical_not().nonzero().flatten().narrow(0, 0, bucket - n)});
+        const auto sub = channel_moments(
+            conv.conv_with_channels(input.detach(), previous_[i], subset).narrow(1, 0, n));
+        const auto at = changed.to(m_old.mean.device());
+        m_old.mean.index_copy_(0, at, sub.mean);
+        m_old.var.index_copy_(0, at, sub.var);
+      }
+      add(i, gaussian_kl(m_new, m_old));
+    }
   } else if (t % every_ == 0) {
     ++layers_[i].skipped;  // a sampled iteration without the previous weights (epoch start)
   }
@@ -193,7 +224,10 @@ nlohmann::json AiwqMeter::to_json() const {
                       {"score", l.score},
                       {"accepted", l.accepted},
                       {"discarded", l.discarded},
-                      {"skipped", l.skipped}});
+                      {"skipped", l.skipped},
+                      {"changed_channels", l.compared ? l.changed_sum / l.compared : 0.0},
+                      {"compared", l.compared},
+                      {"changed_sum", l.changed_sum}});
   }
   return {{"decay", decay_},
           {"outlier", outlier_},
@@ -215,6 +249,8 @@ void AiwqMeter::load_json(const nlohmann::json& j) {
     layers_[i].accepted = s.at("accepted").get<int64_t>();
     layers_[i].discarded = s.at("discarded").get<int64_t>();
     layers_[i].skipped = s.at("skipped").get<int64_t>();
+    layers_[i].compared = s.value("compared", int64_t{0});  // absent in older runs
+    layers_[i].changed_sum = s.value("changed_sum", 0.0);
   }
 }
 

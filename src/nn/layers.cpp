@@ -53,14 +53,29 @@ ConvImpl::ConvImpl(const ConvOptions& o) : options(o) {
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanOut, torch::kReLU);
 }
 
-torch::Tensor ConvImpl::conv_with(const torch::Tensor& x, const torch::Tensor& w) const {
+torch::Tensor ConvImpl::padded_conv(const torch::Tensor& x, const torch::Tensor& w,
+                                    const torch::Tensor& b, int64_t groups) const {
   const int64_t p = (options.kernel() - 1) / 2;
   if (options.pad_value() == 0.0 || p == 0) {
-    return F::detail::conv2d(x, w, bias, options.stride(), p, 1, options.groups());
+    return F::detail::conv2d(x, w, b, options.stride(), p, 1, groups);
   }
   // Negative padding: pad explicitly with the constant, then convolve without padding.
   auto padded = F::pad(x, F::PadFuncOptions({p, p, p, p}).value(options.pad_value()));
-  return F::detail::conv2d(padded, w, bias, options.stride(), 0, 1, options.groups());
+  return F::detail::conv2d(padded, w, b, options.stride(), 0, 1, groups);
+}
+
+torch::Tensor ConvImpl::conv_with(const torch::Tensor& x, const torch::Tensor& w) const {
+  return padded_conv(x, w, bias, options.groups());
+}
+
+torch::Tensor ConvImpl::conv_with_channels(const torch::Tensor& x, const torch::Tensor& w,
+                                           const torch::Tensor& channels) const {
+  TORCH_CHECK(channels_separable(), "conv ", name, ": groups=", options.groups(),
+              " cannot be computed per output channel");
+  const auto b = bias.defined() ? bias.index_select(0, channels) : torch::Tensor();
+  if (options.groups() == 1) return padded_conv(x, w.index_select(0, channels), b, 1);
+  // Depthwise: output channel c reads input channel c only.
+  return padded_conv(x.index_select(1, channels), w.index_select(0, channels), b, channels.numel());
 }
 
 ConvObserver*& conv_observer() {

@@ -120,6 +120,80 @@ TEST(Aiwq, MeterSamplesTrainingForwardsOnly) {
   EXPECT_EQ(nn::conv_observer(), nullptr);  // stop() uninstalled it
 }
 
+// The changed-channels diagnostic: the fraction of output channels whose weights moved, averaged
+// over the compared iterations, and restored exactly by load_json.
+TEST(Aiwq, MeterCountsChangedChannels) {
+  torch::manual_seed(5);
+  nn::Conv conv(nn::ConvOptions(3, 5, 3));
+  torch::nn::Sequential seq(conv);
+  AiwqMeter meter(*seq);
+  meter.start();
+  auto x = torch::randn({2, 3, 6, 6});
+  seq->train();
+  seq->forward(x);  // no previous weights: nothing compared
+  {
+    torch::NoGradGuard g;
+    conv->weight[1].mul_(1.5);
+    conv->weight[3][2][0][1].add_(0.25);  // one weight of channel 3
+  }
+  seq->forward(x);  // 2 of 5 channels changed
+  seq->forward(x);  // none changed
+  meter.stop();
+  const auto& l = meter.layers()[0];
+  EXPECT_EQ(l.compared, 2);
+  EXPECT_DOUBLE_EQ(l.changed_sum, 0.4);
+  const auto j = meter.to_json();
+  EXPECT_DOUBLE_EQ(j["layers"][0]["changed_channels"].get<double>(), 0.2);
+  AiwqMeter restored(*seq);
+  restored.load_json(j);
+  EXPECT_EQ(restored.layers()[0].compared, 2);
+  EXPECT_DOUBLE_EQ(restored.layers()[0].changed_sum, 0.4);
+}
+
+// Recomputing Y_old only for the channels whose weights changed gives the scores of the full
+// recomputation (up to rounding): an ungrouped conv with a bias, a depthwise conv with negative
+// padding and stride 2, and a grouped conv that is not separable (always recomputed in full).
+TEST(Aiwq, ChangedChannelsOnlyMatchesTheFullRecomputation) {
+  torch::manual_seed(6);
+  nn::Conv full(nn::ConvOptions(3, 8, 3).bias(true));
+  nn::Conv dw(nn::ConvOptions(8, 8, 3).groups(8).stride(2).pad_value(-0.375));
+  nn::Conv grouped(nn::ConvOptions(8, 4, 1).groups(2));
+  ASSERT_TRUE(full->channels_separable() && dw->channels_separable());
+  ASSERT_FALSE(grouped->channels_separable());
+  torch::nn::Sequential seq(full, dw, grouped);
+  const auto x = torch::randn({4, 3, 8, 8});
+  std::vector<torch::Tensor> init;
+  for (const auto& p : seq->parameters()) init.push_back(p.detach().clone());
+  auto run = [&](bool changed_only) {
+    torch::NoGradGuard no_grad;
+    for (size_t k = 0; k < init.size(); ++k) seq->parameters()[k].copy_(init[k]);
+    AiwqMeter meter(*seq);
+    meter.set_changed_channels_only(changed_only);
+    meter.start();
+    seq->train();
+    for (int t = 0; t < 5; ++t) {
+      seq->forward(x);
+      if (t == 2) continue;                        // an iteration without any change
+      for (int c : {t, (t + 3) % 8, (t + 5) % 8})  // 3 channels: a subset padded to 4
+        full->weight[c].add_(0.05);
+      dw->weight[t + 1].mul_(1.25);
+      dw->weight[7 - t][0][1][1].add_(0.125);
+      grouped->weight[t % 4].add_(0.1);
+    }
+    meter.stop();
+    return meter.layers();
+  };
+  const auto fast = run(true), slow = run(false);
+  ASSERT_EQ(fast.size(), 3u);
+  for (size_t l = 0; l < 3; ++l) {
+    EXPECT_EQ(fast[l].accepted, 4) << l;
+    EXPECT_EQ(slow[l].accepted, 4) << l;
+    EXPECT_GT(slow[l].score, 0.0) << l;
+    EXPECT_NEAR(fast[l].score, slow[l].score, 1e-6 * slow[l].score) << l;
+    EXPECT_DOUBLE_EQ(fast[l].changed_sum, slow[l].changed_sum) << l;
+  }
+}
+
 // aiwq_every = 2: iterations 0, 2, 4 of the epoch are sampled (0 has no previous weights), each
 // against the weights of the forward just before it; the EMA decay per sample is 0.999^2.
 TEST(Aiwq, MeterSamplesEveryKthIteration) {

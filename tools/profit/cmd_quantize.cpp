@@ -146,17 +146,23 @@ Action add_aiwq(CLI::App& app) {
           if (!frozen_in.count(n) || phase < frozen_in[n]) frozen_in[n] = phase;
     std::printf("AIWQ of %s (phase %s%s)\n", run->c_str(), j.value("phase", "?").c_str(),
                 j.value("complete", false) ? "" : ", incomplete");
-    std::printf("%4s %-28s %-5s %3s %9s %12s %8s %8s %8s  %s\n", "rank", "layer", "role", "k",
-                "in->out", "aiwq", "accepted", "outlier", "skipped", "frozen in");
+    std::printf("%4s %-28s %-5s %3s %9s %12s %8s %8s %8s %8s  %s\n", "rank", "layer", "role", "k",
+                "in->out", "aiwq", "accepted", "outlier", "skipped", "changed", "frozen in");
     for (size_t i = 0; i < layers.size(); ++i) {
       const auto& l = layers[i];
       const auto name = l["name"].get<std::string>();
       const std::string io_ch = std::to_string(l["in_channels"].get<int64_t>()) + "->" +
                                 std::to_string(l["out_channels"].get<int64_t>());
-      std::printf("%4zu %-28s %-5s %3ld %9s %12.4e %8ld %8ld %8ld  %s\n", rank[name], name.c_str(),
-                  layer_role(l, i, layers.size()).c_str(), l["kernel"].get<long>(), io_ch.c_str(),
-                  l["score"].get<double>(), l["accepted"].get<long>(), l["discarded"].get<long>(),
-                  l["skipped"].get<long>(), frozen_in.count(name) ? frozen_in[name].c_str() : "-");
+      // "changed": mean fraction of output channels whose quantized weights moved per step
+      // (absent in runs from before the diagnostic).
+      char changed[16] = "-";
+      if (l.value("compared", 0) > 0)
+        std::snprintf(changed, sizeof changed, "%.3f", l["changed_channels"].get<double>());
+      std::printf("%4zu %-28s %-5s %3ld %9s %12.4e %8ld %8ld %8ld %8s  %s\n", rank[name],
+                  name.c_str(), layer_role(l, i, layers.size()).c_str(), l["kernel"].get<long>(),
+                  io_ch.c_str(), l["score"].get<double>(), l["accepted"].get<long>(),
+                  l["discarded"].get<long>(), l["skipped"].get<long>(), changed,
+                  frozen_in.count(name) ? frozen_in[name].c_str() : "-");
     }
     const std::string out = svg->empty() ? (fs::path(*run) / "aiwq.svg").string() : *svg;
     io::write_file_atomic(out, aiwq_svg(layers, "AIWQ: " + *run));

@@ -59,6 +59,11 @@ struct AiwqLayer {
   int64_t kernel = 1, in_channels = 0, out_channels = 0;
   double score = 0.0;
   int64_t accepted = 0, discarded = 0, skipped = 0;
+  // Diagnostic (beyond the paper): over the compared iterations, the summed fraction of output
+  // channels whose quantized weights changed since the previous iteration (to_json reports the
+  // mean as "changed_channels").
+  double changed_sum = 0.0;
+  int64_t compared = 0;
 };
 
 class AiwqMeter {
@@ -81,6 +86,10 @@ class AiwqMeter {
   void stop();
   /// Forgets the weight snapshots: the next iteration of every layer is skipped.
   void new_epoch();
+  /// On (default): Y_old is computed only for the output channels whose quantized weights
+  /// changed since the previous iteration; the others contribute their exact KL of 0. Off: the
+  /// whole convolution is recomputed (the spec's literal procedure; same scores up to rounding).
+  void set_changed_channels_only(bool on) { changed_only_ = on; }
 
   /// Applies one sample to layer `index` (outlier filter and EMA).
   void add(size_t index, const KlSample& sample);
@@ -107,6 +116,7 @@ class AiwqMeter {
   nn::ConvObserver observer_;
   nn::ConvObserver* saved_observer_ = nullptr;
   bool active_ = false;
+  bool changed_only_ = true;
 };
 
 /// The layers frozen in PROFIT phase `phase` of `phases` (0-based): the first

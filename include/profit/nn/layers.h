@@ -82,6 +82,17 @@ class ConvImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   /// The convolution of x with an explicit weight (same padding/stride/groups); used by AIWQ.
   torch::Tensor conv_with(const torch::Tensor& x, const torch::Tensor& w) const;
+  /// Output channels `channels` (int64 indices) of conv_with(x, w), computed from those rows of
+  /// w only (a depthwise conv also takes only the matching input channels): [N, len, H', W'].
+  /// Needs channels_separable(). Values can differ from the full convolution's in the last bits
+  /// (the backend may pick another kernel for the smaller shape).
+  torch::Tensor conv_with_channels(const torch::Tensor& x, const torch::Tensor& w,
+                                   const torch::Tensor& channels) const;
+  /// Whether each output channel depends on its own weight rows alone in a way
+  /// conv_with_channels can slice: ungrouped, or depthwise with out == in.
+  bool channels_separable() const {
+    return options.groups() == 1 || (is_depthwise() && options.out() == options.in());
+  }
   /// The weight the forward uses: weight_quant(weight), or weight when the slot is empty.
   torch::Tensor effective_weight();
   bool is_depthwise() const { return options.groups() > 1 && options.groups() == options.in(); }
@@ -92,6 +103,10 @@ class ConvImpl : public torch::nn::Module {
   torch::Tensor weight, bias;
   QuantizerPtr weight_quant, input_quant;
   std::string name;  // dotted module name, set by quant::quantize / name_layers (for reports)
+
+ private:
+  torch::Tensor padded_conv(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                            int64_t groups) const;
 };
 TORCH_MODULE(Conv);
 
