@@ -114,7 +114,12 @@ TrainSummary train(TrainConfig cfg) {
   TrainSummary summary;
   summary.parameters = nn::count_parameters(*model);
   auto forward = [&](torch::Tensor x) { return model->forward(std::move(x)); };
-  bool evaluated = false;  // whether this process ran (and evaluated) an epoch
+  auto evaluate_ema = [&] {
+    auto em = ema->model();
+    return evaluate(
+        *em, [&](torch::Tensor x) { return em->forward(x); }, test_loader, device, false);
+  };
+  const bool finished_before = pos.epoch >= cfg.epochs;  // resumed after the last epoch
   for (; pos.epoch < cfg.epochs; ++pos.epoch, pos.batch = 0) {
     model->train();
     ProgressBar bar("epoch " + std::to_string(pos.epoch + 1) + "/" + std::to_string(cfg.epochs),
@@ -175,13 +180,12 @@ TrainSummary train(TrainConfig cfg) {
     }
     std::string ema_note;
     if (ema) {
-      auto em = ema->model();
-      summary.final_ema_eval = evaluate(
-          *em, [&](torch::Tensor x) { return em->forward(x); }, test_loader, device, false);
+      summary.final_ema_eval = evaluate_ema();
       rec["test_ema"] = eval_json(summary.final_ema_eval);
       if (summary.final_ema_eval.top1 > pos.best_ema_top1) {
         pos.best_ema_top1 = summary.final_ema_eval.top1;
-        io::save_safetensors((out / "best_ema.safetensors").string(), io::state_dict(*em));
+        io::save_safetensors((out / "best_ema.safetensors").string(),
+                             io::state_dict(*ema->model()));
       }
       ema_note = " ema top1 " + std::to_string(summary.final_ema_eval.top1);
     }
@@ -196,15 +200,10 @@ TrainSummary train(TrainConfig cfg) {
     pos.batch = 0;
     save();
     --pos.epoch;
-    evaluated = true;
   }
-  if (!evaluated) {  // resumed after the last epoch: the summary still reports the final model
+  if (finished_before) {  // no epoch ran here: the summary still reports the final model
     summary.final_eval = evaluate(*model, forward, test_loader, device, false);
-    if (ema) {
-      auto em = ema->model();
-      summary.final_ema_eval = evaluate(
-          *em, [&](torch::Tensor x) { return em->forward(x); }, test_loader, device, false);
-    }
+    if (ema) summary.final_ema_eval = evaluate_ema();
   }
   io::save_safetensors((out / "final.safetensors").string(), io::state_dict(*model));
   if (ema)
