@@ -8,7 +8,9 @@
 // FP steps of its own pairs. scripts/bench_table.sh turns the JSON into docs/results.md.
 //
 // Run: ./build/bench/profit_step_bench --json out.json [--arch mobilenet_v2 --width 1.0
-//      --batch 64 --size 32 --bits 4 --rounds 12 --steps 3 --threads 2 --profile DIR]
+//      --batch 64 --size 32 --bits 4 --rounds 12 --steps 3 --threads 2 --device cpu
+//      --profile DIR]
+// On a CUDA device each timed run ends with a device synchronisation.
 // With --profile, each variant then runs `steps` more steps under the autograd profiler and
 // writes DIR/<variant>.trace.json (Chrome trace); scripts/profile_ops.py sums self time per op.
 #include <CLI/CLI.hpp>
@@ -39,6 +41,7 @@ struct Setup {
   std::string arch = "mobilenet_v2";
   double width = 1.0;
   int64_t batch = 64, size = 32, bits = 4, pool = 4;
+  torch::Device device = torch::kCPU;
 };
 
 struct Variant {
@@ -54,7 +57,7 @@ struct Variant {
 // One variant's model, optimizer and data, ready to step.
 class Runner {
  public:
-  Runner(const Setup& s, const Variant& v) : v_(v) {
+  Runner(const Setup& s, const Variant& v) : v_(v), device_(s.device) {
     torch::manual_seed(0);
     profit::nn::ModelConfig c;
     c.arch = s.arch;
@@ -65,9 +68,10 @@ class Runner {
     // A pool of random batches with random labels: the model cannot fit them, so the
     // gradients keep their scale (one repeated batch drifts into denormals and slows down).
     for (int64_t i = 0; i < s.pool; ++i) {
-      xs_.push_back(torch::randn({s.batch, 3, s.size, s.size}));
-      ys_.push_back(torch::randint(0, 10, {s.batch}, torch::kInt64));
+      xs_.push_back(torch::randn({s.batch, 3, s.size, s.size}).to(s.device));
+      ys_.push_back(torch::randint(0, 10, {s.batch}, torch::kInt64).to(s.device));
     }
+    model_->to(s.device);
     if (!v.method.empty()) {
       profit::quant::QuantPolicy policy;
       policy.method = v.method;
@@ -82,6 +86,7 @@ class Runner {
         policy.rules = {weights, rest};
       }
       auto sites = profit::quant::quantize(*model_, policy);
+      model_->to(s.device);  // the new quantizer parameters
       size_t fed = 0;
       profit::quant::calibrate(*model_, sites, [&]() -> torch::Tensor {
         return fed < xs_.size() ? xs_[fed++] : torch::Tensor();
@@ -109,6 +114,7 @@ class Runner {
       loss.backward();
       opt_->step();
     }
+    if (device_.is_cuda()) torch::cuda::synchronize();
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (meter_) meter_->stop();
     return dt / steps;
@@ -118,6 +124,7 @@ class Runner {
 
  private:
   Variant v_;
+  torch::Device device_;
   profit::nn::ModelPtr model_;
   std::vector<torch::Tensor> xs_, ys_;
   std::unique_ptr<torch::optim::SGD> opt_;
@@ -143,7 +150,7 @@ int main(int argc, char** argv) {
   CLI::App app{"profit_step_bench - interleaved FP vs QAT training-step timing"};
   Setup s;
   int rounds = 12, steps = 3, threads = 0;
-  std::string json_path, only, profile_dir;
+  std::string json_path, only, profile_dir, device = "cpu";
   bool flush_denormal = false;
   app.add_option("--arch", s.arch, "model architecture")->capture_default_str();
   app.add_option("--width", s.width, "width multiplier")->capture_default_str();
@@ -156,12 +163,14 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "intra-op threads (0: all cores)")->capture_default_str();
   app.add_option("--only", only, "comma-separated substrings: run the matching variants (and fp)");
   app.add_option("--json", json_path, "write the results here");
+  app.add_option("--device", device, "cpu | cuda | cuda:N")->capture_default_str();
   app.add_flag("--flush-denormal", flush_denormal, "flush denormal floats to zero (FTZ/DAZ)");
   app.add_option("--profile", profile_dir, "write a Chrome trace of each variant into this folder");
   CLI11_PARSE(app, argc, argv);
   try {
     profit::configure_runtime(threads);
     if (flush_denormal) at::globalContext().setFlushDenormal(true);
+    s.device = profit::parse_device(device);
     profit::quant::register_builtin_quantizers();
     std::vector<Variant> variants{{"fp", "", false, true, 0}};
     for (const char* m : {"duq", "lsq", "pact"}) {
@@ -219,6 +228,7 @@ int main(int argc, char** argv) {
                           {"rounds", rounds},
                           {"steps", steps},
                           {"threads", at::get_num_threads()},
+                          {"device", s.device.str()},
                           {"flush_denormal", flush_denormal},
                           {"variants", nlohmann::json::array()}};
     std::printf("%-28s %10s %10s\n", "variant", "ms/step", "x FP");

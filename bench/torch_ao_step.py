@@ -10,7 +10,7 @@ bench/profit_step_bench; the report is the median over rounds of each variant's 
 of its ratio to the FP steps of its own pairs. Runs on Debian's python3-torch (the same LibTorch as the C++ build).
 
 Usage: /usr/bin/python3 bench/torch_ao_step.py --json out.json [--batch 64 --size 32
-       --width 1.0 --bits 4 --rounds 12 --steps 3 --threads 2]
+       --width 1.0 --bits 4 --rounds 12 --steps 3 --threads 2 --device cpu]
 """
 import argparse
 import json
@@ -63,10 +63,11 @@ def make_model(variant, width, bits):
 class Runner:
     def __init__(self, variant, a):
         self.name = variant
-        self.model = make_model(variant, a.width, a.bits)
+        self.device = torch.device(a.device)
+        self.model = make_model(variant, a.width, a.bits).to(self.device)
         torch.manual_seed(1)
-        self.xs = [torch.randn(a.batch, 3, a.size, a.size) for _ in range(4)]
-        self.ys = [torch.randint(0, 10, (a.batch,)) for _ in range(4)]
+        self.xs = [torch.randn(a.batch, 3, a.size, a.size).to(self.device) for _ in range(4)]
+        self.ys = [torch.randint(0, 10, (a.batch,)).to(self.device) for _ in range(4)]
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
         self.loss = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
         self.k = 0
@@ -81,6 +82,8 @@ class Runner:
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
         return (time.perf_counter() - t0) / steps
 
 
@@ -93,6 +96,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     ap.add_argument("--json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -115,6 +119,7 @@ def main():
     out = {"torch": torch.__version__, "torchvision": torchvision.__version__,
            "batch": a.batch, "size": a.size, "width": a.width, "bits": a.bits,
            "rounds": a.rounds, "steps": a.steps, "threads": torch.get_num_threads(),
+           "device": a.device,
            "variants": []}
     print(f"{'variant':28s} {'ms/step':>10s} {'x FP':>10s}")
     for r, t, q in zip(runners, times, ratios):

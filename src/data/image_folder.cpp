@@ -1,8 +1,10 @@
 #include <algorithm>
 #include <filesystem>
+#ifdef PROFIT_WITH_OPENCV
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#endif
 
 #include "profit/data/readers.h"
 
@@ -40,12 +42,16 @@ ImageFolderDataset::ImageFolderDataset(const std::string& root, bool train, int 
 
 torch::Tensor ImageFolderDataset::image(size_t index, Rng& rng) const {
   const std::string& path = items_.at(index).first;
+#ifndef PROFIT_WITH_OPENCV
+  TORCH_CHECK(false, path, ": cannot decode, this build has no OpenCV (-DPROFIT_WITH_OPENCV=OFF)");
+#else
   cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
   TORCH_CHECK(!bgr.empty(), path, ": image does not decode");
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   return train_ ? imagenet_train_transform(rgb, size_, interp_, norm_, rng)
                 : imagenet_eval_transform(rgb, size_, interp_, norm_);
+#endif
 }
 
 }  // namespace profit::data

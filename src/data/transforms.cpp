@@ -1,8 +1,10 @@
 #include "profit/data/transforms.h"
 
 #include <cmath>
+#ifdef PROFIT_WITH_OPENCV
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
+#endif
 
 namespace profit::data {
 
@@ -87,6 +89,7 @@ CropBox random_resized_crop_box(int height, int width, Rng& rng, double scale_mi
   return {(height - h) / 2, (width - w) / 2, h, w};
 }
 
+#ifdef PROFIT_WITH_OPENCV
 static int cv_interp(Interp i) {
   return i == Interp::kBicubic ? cv::INTER_CUBIC : cv::INTER_LINEAR;
 }
@@ -135,5 +138,6 @@ torch::Tensor imagenet_eval_transform(const cv::Mat& rgb, int size, Interp inter
   const int left = static_cast<int>(std::lround((nw - size) / 2.0));
   return mat_to_tensor(resized(cv::Rect(left, top, size, size)).clone(), norm);
 }
+#endif  // PROFIT_WITH_OPENCV
 
 }  // namespace profit::data

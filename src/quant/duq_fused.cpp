@@ -1,6 +1,8 @@
-// Fused CPU kernel of DuQ (fused.h): one forward pass, one backward pass.
+// Fused kernel of DuQ (fused.h): one forward pass, one backward pass; CPU here, CUDA in
+// fused_cuda.cu.
 #include <ATen/record_function.h>
 
+#include "fused_device.h"
 #include "fused_kernel.h"
 #include "profit/quant/fused.h"
 
@@ -100,10 +102,17 @@ class DuqFused : public torch::autograd::Function<DuqFused> {
     float* yp = y.data_ptr<float>();
     const float *ap = a.data_ptr<float>(), *cp = c.data_ptr<float>();
     const bool one = a.numel() == 1;
-    for_chunks(make_chunks(x.numel(), groups_of(x, a)), [&](const Chunk& ch, int64_t) {
-      duq_forward_run(xp + ch.begin, yp + ch.begin, ch.end - ch.begin, k, ap[one ? 0 : ch.group],
-                      cp[one ? 0 : ch.group], hswish);
-    });
+    if (x.is_cuda()) {
+      on_cuda(x, [&](void* stream) {
+        fused_cuda::duq_forward(xp, yp, x.numel(), groups_of(x, a), ap, cp,
+                                {k.beta, k.lo, k.levels, k.d, hswish}, stream);
+      });
+    } else {
+      for_chunks(make_chunks(x.numel(), groups_of(x, a)), [&](const Chunk& ch, int64_t) {
+        duq_forward_run(xp + ch.begin, yp + ch.begin, ch.end - ch.begin, k, ap[one ? 0 : ch.group],
+                        cp[one ? 0 : ch.group], hswish);
+      });
+    }
     ctx->save_for_backward({x, a, c});
     ctx->saved_data["grid"] = std::vector<double>{beta, lo, levels, d};
     ctx->saved_data["hswish"] = hswish;
@@ -122,6 +131,16 @@ class DuqFused : public torch::autograd::Function<DuqFused> {
     float* gxp = gx.data_ptr<float>();
     const float *ap = a.data_ptr<float>(), *cp = c.data_ptr<float>();
     const bool one = a.numel() == 1;
+    if (x.is_cuda()) {
+      auto ga = torch::empty(a.sizes(), a.options()), gc = torch::empty(c.sizes(), c.options());
+      auto work = cuda_workspace(x, groups_of(x, a), 2);
+      on_cuda(x, [&](void* stream) {
+        fused_cuda::duq_backward(xp, gp, gxp, x.numel(), groups_of(x, a), ap, cp,
+                                 {k.beta, k.lo, k.levels, k.d, hswish}, ga.data_ptr<float>(),
+                                 gc.data_ptr<float>(), work.data_ptr<double>(), stream);
+      });
+      return {gx, ga, gc, {}, {}, {}, {}, {}};
+    }
     auto sums = backward_reduce<2>(
         make_chunks(x.numel(), groups_of(x, a)), a,
         [&](const Chunk& ch, int64_t r, int64_t n, float* ta, float* tc) {

@@ -1,6 +1,8 @@
-// Fused CPU kernel of LSQ (fused.h): one forward pass, one backward pass.
+// Fused kernel of LSQ (fused.h): one forward pass, one backward pass; CPU here, CUDA in
+// fused_cuda.cu.
 #include <ATen/record_function.h>
 
+#include "fused_device.h"
 #include "fused_kernel.h"
 #include "profit/quant/fused.h"
 
@@ -43,10 +45,17 @@ class LsqFused : public torch::autograd::Function<LsqFused> {
     float* yp = y.data_ptr<float>();
     const float* sp = s.data_ptr<float>();
     const bool one = s.numel() == 1;
-    for_chunks(make_chunks(x.numel(), groups_of(x, s)), [&](const Chunk& ch, int64_t) {
-      lsq_forward_run(xp + ch.begin, yp + ch.begin, ch.end - ch.begin, static_cast<float>(qn),
-                      static_cast<float>(qp), sp[one ? 0 : ch.group]);
-    });
+    if (x.is_cuda()) {
+      on_cuda(x, [&](void* stream) {
+        fused_cuda::lsq_forward(xp, yp, x.numel(), groups_of(x, s), sp, static_cast<float>(qn),
+                                static_cast<float>(qp), stream);
+      });
+    } else {
+      for_chunks(make_chunks(x.numel(), groups_of(x, s)), [&](const Chunk& ch, int64_t) {
+        lsq_forward_run(xp + ch.begin, yp + ch.begin, ch.end - ch.begin, static_cast<float>(qn),
+                        static_cast<float>(qp), sp[one ? 0 : ch.group]);
+      });
+    }
     ctx->save_for_backward({x, s});
     ctx->saved_data["bounds"] = std::vector<double>{qn, qp, gs};
     return y;
@@ -62,6 +71,15 @@ class LsqFused : public torch::autograd::Function<LsqFused> {
     float* gxp = gx.data_ptr<float>();
     const bool one = s.numel() == 1;
     const float qn = static_cast<float>(b[0]), qp = static_cast<float>(b[1]);
+    if (x.is_cuda()) {
+      auto gs = torch::empty(s.sizes(), s.options());
+      auto work = cuda_workspace(x, groups_of(x, s), 1);
+      on_cuda(x, [&](void* stream) {
+        fused_cuda::lsq_backward(xp, gp, gxp, x.numel(), groups_of(x, s), sp, qn, qp,
+                                 gs.data_ptr<float>(), work.data_ptr<double>(), stream);
+      });
+      return {gx, gs * b[2], {}, {}, {}};
+    }
     auto sums = backward_reduce<1>(make_chunks(x.numel(), groups_of(x, s)), s,
                                    [&](const Chunk& ch, int64_t r, int64_t n, float* t0, float*) {
                                      lsq_backward_run(xp + r, gp + r, gxp + r, t0, n, qn, qp,

@@ -1,6 +1,8 @@
-// Fused CPU kernel of PACT (fused.h): one forward pass, one backward pass.
+// Fused kernel of PACT (fused.h): one forward pass, one backward pass; CPU here, CUDA in
+// fused_cuda.cu (which reads alpha on the device: no host sync).
 #include <ATen/record_function.h>
 
+#include "fused_device.h"
 #include "fused_kernel.h"
 #include "profit/quant/fused.h"
 #include "profit/quant/pact.h"
@@ -71,6 +73,17 @@ class PactFused : public torch::autograd::Function<PactFused> {
     RECORD_FUNCTION("profit::pact_fused", std::vector<c10::IValue>());
     auto x = x_in.contiguous();
     auto y = torch::empty_like(x);
+    ctx->save_for_backward({x, alpha});
+    ctx->saved_data["levels"] = levels;
+    ctx->saved_data["flags"] = std::vector<int64_t>{is_signed, residual, relu};
+    if (x.is_cuda()) {
+      on_cuda(x, [&](void* stream) {
+        fused_cuda::pact_forward(x.data_ptr<float>(), y.data_ptr<float>(), x.numel(),
+                                 alpha.data_ptr<float>(),
+                                 {static_cast<float>(levels), is_signed, residual, relu}, stream);
+      });
+      return y;
+    }
     const float al = alpha.item<float>();
     const PactConsts k{
         static_cast<float>(levels), al, is_signed ? -al : 0.0f, is_signed, residual, relu};
@@ -79,9 +92,6 @@ class PactFused : public torch::autograd::Function<PactFused> {
     for_chunks(make_chunks(x.numel(), 1), [&](const Chunk& ch, int64_t) {
       pact_forward_run(xp + ch.begin, yp + ch.begin, ch.end - ch.begin, k);
     });
-    ctx->save_for_backward({x, alpha});
-    ctx->saved_data["levels"] = levels;
-    ctx->saved_data["flags"] = std::vector<int64_t>{is_signed, residual, relu};
     return y;
   }
 
@@ -89,8 +99,22 @@ class PactFused : public torch::autograd::Function<PactFused> {
     auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &alpha = saved[1];
     const auto flags = ctx->saved_data["flags"].toIntVector();
+    const double levels = ctx->saved_data["levels"].toDouble();
+    if (x.is_cuda()) {
+      auto g = grads[0].contiguous();
+      auto gx = torch::empty_like(x), ga = torch::empty(alpha.sizes(), alpha.options());
+      auto work = cuda_workspace(x, 1, 1);
+      on_cuda(x, [&](void* stream) {
+        fused_cuda::pact_backward(
+            x.data_ptr<float>(), g.data_ptr<float>(), gx.data_ptr<float>(), x.numel(),
+            alpha.data_ptr<float>(),
+            {static_cast<float>(levels), flags[0] != 0, flags[1] != 0, flags[2] != 0},
+            ga.data_ptr<float>(), work.data_ptr<double>(), stream);
+      });
+      return {gx, ga, {}, {}, {}, {}};
+    }
     const float al = alpha.item<float>();
-    const PactConsts k{static_cast<float>(ctx->saved_data["levels"].toDouble()),
+    const PactConsts k{static_cast<float>(levels),
                        al,
                        flags[0] ? -al : 0.0f,
                        flags[0] != 0,

@@ -28,17 +28,19 @@ struct Grads {
   torch::Tensor y, gx, gp0, gp1;
 };
 
-// y, dL/dx and the parameter gradients for L = sum(y * w) with a fixed random weight w.
+// y, dL/dx and the parameter gradients for L = sum(y * w) with a fixed random weight w, all on
+// `device` (results are returned on the CPU).
 template <class Fn>
-Grads run(const torch::Tensor& x0, std::vector<torch::Tensor> params, const Fn& fn) {
-  auto x = x0.clone().requires_grad_();
-  for (auto& p : params) p = p.clone().requires_grad_();
+Grads run(const torch::Tensor& x0, std::vector<torch::Tensor> params, const Fn& fn,
+          torch::Device device = torch::kCPU) {
+  auto x = x0.to(device).clone().requires_grad_();
+  for (auto& p : params) p = p.to(device).clone().requires_grad_();
   auto y = fn(x, params);
   torch::manual_seed(11);
-  auto w = torch::randn(y.sizes());
+  auto w = torch::randn(y.sizes()).to(device);
   (y * w).sum().backward();
-  Grads g{y.detach(), x.grad(), params[0].grad(), {}};
-  if (params.size() > 1) g.gp1 = params[1].grad();
+  Grads g{y.detach().cpu(), x.grad().cpu(), params[0].grad().cpu(), {}};
+  if (params.size() > 1) g.gp1 = params[1].grad().cpu();
   return g;
 }
 
@@ -239,6 +241,146 @@ TEST(FusedKernels, QuantizerModulesAgreeWithTheReferencePath) {
       EXPECT_TRUE(torch::allclose(f[i], r[i], 1e-4, 1e-5)) << method << " parameter " << i;
   }
 }
+
+// ---- CUDA kernels (fused_cuda.cu) -----------------------------------------------------------
+// On a machine with a CUDA device and a build against a CUDA LibTorch (scripts/device_check.sh);
+// elsewhere these skip, saying why. The reference on the device is the same ATen composition
+// with the fused switch off.
+
+namespace cuda_tests {
+
+const torch::Device kCuda(torch::kCUDA, 0);
+
+#define PROFIT_NEED_CUDA()                                                          \
+  do {                                                                              \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";             \
+    ASSERT_TRUE(fused_cuda_built()) << "CUDA device present but kernels not built"; \
+  } while (0)
+
+// Fused on the device vs the reference on the device: values and input gradients
+// bit-identical, parameter gradients equal up to summation order. Against the fused CPU kernel
+// the values may differ in the last bit (ATen's CUDA division by a scalar multiplies by the
+// reciprocal; see fused_cuda.cu), so that comparison allows a few ulp where no rounding tie
+// moves (cross_device; off for h-swish, whose ulp moves the grid point).
+template <class Fused, class Reference>
+void expect_device_parity(const torch::Tensor& x, const std::vector<torch::Tensor>& params,
+                          const Fused& fused, const Reference& ref, const std::string& what,
+                          bool cross_device = true) {
+  auto on_device = run(x, params, fused, kCuda);
+  Grads ref_device;
+  {
+    FusedKernelsGuard off(false);
+    ref_device = run(x, params, ref, kCuda);
+  }
+  expect_same(on_device, ref_device, what + " (cuda fused vs cuda reference)");
+  if (!cross_device) return;
+  auto cpu = run(x, params, fused);
+  EXPECT_TRUE(torch::allclose(on_device.y, cpu.y, 1e-6, 1e-7)) << what << ": cuda vs cpu values";
+  EXPECT_TRUE(torch::allclose(on_device.gx, cpu.gx, 1e-6, 1e-7)) << what << ": cuda vs cpu dL/dx";
+  EXPECT_TRUE(torch::allclose(on_device.gp0, cpu.gp0, 1e-4, 1e-4)) << what << ": cuda vs cpu";
+}
+
+TEST(FusedCuda, DuqMatchesTheReference) {
+  PROFIT_NEED_CUDA();
+  for (auto kind : {SiteKind::kU, SiteKind::kS, SiteKind::kH, SiteKind::kW}) {
+    for (int bits : {2, 4, 8}) {
+      for (bool per_channel : {false, true}) {
+        if (per_channel && kind != SiteKind::kW) continue;
+        auto x = probe({3, 20000}, 1.5, {0.0, 1.2, -1.2, 2.0, -2.0, 0.2, -0.375, 1e-7});
+        auto a = per_channel ? torch::tensor({1.2f, 0.7f, 2.0f}) : torch::tensor({1.2f});
+        auto c = per_channel ? torch::tensor({0.9f, 1.1f, 1.7f}) : torch::tensor({0.9f});
+        const auto grid = duq_grid(kind, bits);
+        expect_device_parity(
+            x, {a, c}, [&](auto& xv, auto& p) { return duq_fused(xv, p[0], p[1], grid); },
+            [&](auto& xv, auto& p) {
+              return duq_quantize(xv, per_dim0(p[0], xv), per_dim0(p[1], xv), grid);
+            },
+            std::string("duq kind ") + site_kind_name(kind) + " bits " + std::to_string(bits) +
+                (per_channel ? " per channel" : ""));
+      }
+    }
+  }
+  auto x = probe({4, 30000}, 3.0, {-3.0, 3.0, 0.0, -4.0, 5.0, -1.5, 2.999, -2.999});
+  const auto grid = duq_grid(SiteKind::kH, 4);
+  expect_device_parity(
+      x, {torch::tensor({2.5f}), torch::tensor({2.0f})},
+      [&](auto& xv, auto& p) { return duq_fused(xv, p[0], p[1], grid, true); },
+      [&](auto& xv, auto& p) { return duq_quantize(hswish_strict(xv), p[0], p[1], grid); },
+      "duq h-swish", /*cross_device=*/false);
+}
+
+TEST(FusedCuda, LsqMatchesTheReference) {
+  PROFIT_NEED_CUDA();
+  for (auto kind : {SiteKind::kU, SiteKind::kS, SiteKind::kW}) {
+    for (int bits : {2, 3, 4, 8}) {
+      for (bool per_channel : {false, true}) {
+        if (per_channel && kind != SiteKind::kW) continue;
+        auto x = probe({4, 9000}, 1.0, {0.0, 0.25, -0.25, 0.125, 3.75, -4.0, 100.0, -100.0});
+        auto s = per_channel ? torch::tensor({0.25f, 0.1f, 0.3f, 0.05f}) : torch::tensor({0.25f});
+        const auto b = lsq_bounds(kind, bits);
+        expect_device_parity(
+            x, {s}, [&](auto& xv, auto& p) { return lsq_fused(xv, p[0], b, 0.37); },
+            [&](auto& xv, auto& p) { return lsq_quantize(xv, per_dim0(p[0], xv), b, 0.37); },
+            std::string("lsq kind ") + site_kind_name(kind) + " bits " + std::to_string(bits) +
+                (per_channel ? " per channel" : ""));
+      }
+    }
+  }
+}
+
+TEST(FusedCuda, PactMatchesTheReference) {
+  PROFIT_NEED_CUDA();
+  auto x = probe({2, 3, 50, 70}, 2.0, {0.0, 1.5, -1.5, 3.0, -3.0, 0.1});
+  auto alpha = torch::tensor({1.5f});
+  for (bool is_signed : {false, true}) {
+    for (bool residual : {false, true}) {
+      const double levels = is_signed ? 7.0 : 15.0;
+      const std::string what = std::string("pact signed ") + std::to_string(is_signed) +
+                               " residual " + std::to_string(residual);
+      expect_device_parity(
+          x, {alpha},
+          [&](auto& xv, auto& p) {
+            return pact_fused(xv, p[0], levels, is_signed, residual, false);
+          },
+          [&](auto& xv, auto& p) { return pact_quantize(xv, p[0], levels, is_signed, residual); },
+          what);
+      if (is_signed) continue;
+      expect_device_parity(
+          x, {alpha},
+          [&](auto& xv, auto& p) { return pact_fused(xv, p[0], levels, false, residual, true); },
+          [&](auto& xv, auto& p) {
+            return pact_quantize(torch::relu(xv), p[0], levels, false, residual);
+          },
+          what + " relu");
+    }
+  }
+}
+
+// The device reduction has a fixed order: two runs give the same bits; a per-channel tensor
+// with several blocks per channel and a large per-tensor one.
+TEST(FusedCuda, ParameterGradientsAreDeterministic) {
+  PROFIT_NEED_CUDA();
+  auto x = probe({8, 300000}, 1.0, {});
+  const auto grid = duq_grid(SiteKind::kW, 4);
+  auto a = torch::rand({8}) + 0.5, c = torch::rand({8}) + 0.5;
+  auto f = [&](auto& xv, auto& p) { return duq_fused(xv, p[0], p[1], grid); };
+  auto one = run(x, {a, c}, f, kCuda), two = run(x, {a, c}, f, kCuda);
+  EXPECT_TRUE(bit_equal(one.gp0, two.gp0));
+  EXPECT_TRUE(bit_equal(one.gp1, two.gp1));
+  auto s = torch::tensor({0.05f});
+  auto g = [&](auto& xv, auto& p) { return lsq_fused(xv, p[0], lsq_bounds(SiteKind::kS, 4), 1.0); };
+  EXPECT_TRUE(bit_equal(run(x, {s}, g, kCuda).gp0, run(x, {s}, g, kCuda).gp0));
+}
+
+TEST(FusedCuda, SupportCheckAcceptsDeviceTensorsOnOneDevice) {
+  PROFIT_NEED_CUDA();
+  auto x = torch::randn({4, 3}, kCuda);
+  EXPECT_TRUE(fused_supported(x, {torch::ones({1}, kCuda), torch::ones({4}, kCuda)}));
+  EXPECT_FALSE(fused_supported(x, {torch::ones({1})}));  // parameter on the CPU
+  EXPECT_FALSE(fused_supported(x.cpu(), {torch::ones({1}, kCuda)}));
+}
+
+}  // namespace cuda_tests
 
 }  // namespace
 }  // namespace profit::quant

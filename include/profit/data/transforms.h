@@ -44,6 +44,7 @@ struct CropBox {
 CropBox random_resized_crop_box(int height, int width, Rng& rng, double scale_min = 0.08,
                                 double scale_max = 1.0);
 
+#ifdef PROFIT_WITH_OPENCV  // a build configured with -DPROFIT_WITH_OPENCV=OFF has no decoder
 /// Train transform: RandomResizedCrop(size) + RandomHorizontalFlip + Normalize.
 torch::Tensor imagenet_train_transform(const cv::Mat& rgb, int size, Interp interp,
                                        const Normalize& norm, Rng& rng);
@@ -52,5 +53,6 @@ torch::Tensor imagenet_eval_transform(const cv::Mat& rgb, int size, Interp inter
                                       const Normalize& norm);
 /// HWC uint8 RGB -> normalized float [C, H, W].
 torch::Tensor mat_to_tensor(const cv::Mat& rgb, const Normalize& norm);
+#endif
 
 }  // namespace profit::data

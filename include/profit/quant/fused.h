@@ -1,4 +1,5 @@
-// Fused CPU kernels of the quantizers (issue "Performance").
+// Fused kernels of the quantizers (issue "Performance"), on the CPU and, in a build against a
+// CUDA LibTorch (PROFIT_WITH_CUDA), on CUDA devices.
 //
 // Each kernel computes a quantizer's forward in one pass over the tensor and, in backward, the
 // input gradient and the parameter-gradient reductions together in one more pass, saving only
@@ -8,10 +9,12 @@
 // sums in a different order (double accumulation over fixed-size chunks: deterministic for any
 // thread count).
 //
-// Layout: x is any float32 CPU tensor (made contiguous); a parameter holds one value ([1], the
-// whole tensor) or one per slice of dim 0 ([C] with C == x.size(0): per output channel). Other
-// dtypes and devices, and parameters of other shapes, take the reference path (see
-// fused_supported). Kernels run in parallel with at::parallel_for.
+// Layout: x is any float32 CPU or CUDA tensor (made contiguous); a parameter holds one value
+// ([1], the whole tensor) or one per slice of dim 0 ([C] with C == x.size(0): per output
+// channel), on x's device. Other dtypes and devices, and parameters of other shapes, take the
+// reference path (see fused_supported). CPU kernels run in parallel with at::parallel_for; CUDA
+// kernels on the current stream, reading the parameters on the device (no host sync), with the
+// parameter gradients reduced in a fixed order (deterministic).
 //
 // A process-wide switch turns the fused path off (the reference path then runs everywhere);
 // benchmarks and tests compare the two through it.
@@ -42,8 +45,12 @@ class FusedKernelsGuard {
   bool previous_;
 };
 
-/// True when the switch is on, x is a float32 CPU tensor and every parameter is float32 on the
-/// CPU with one element or x.size(0) elements.
+/// Whether this build has the CUDA kernels (built against a CUDA LibTorch).
+bool fused_cuda_built();
+
+/// True when the switch is on, x is a float32 tensor on the CPU (or on a CUDA device, in a
+/// build with the CUDA kernels) and every parameter is float32 on x's device with one element
+/// or x.size(0) elements.
 bool fused_supported(const torch::Tensor& x, std::initializer_list<torch::Tensor> params);
 
 /// DuQ (duq.h, profit.md §1.3), a and c of shape [1] or [C]: same values and gradients as

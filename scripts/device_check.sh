@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The CUDA path, end to end, on a machine with an NVIDIA GPU, nvcc, CMake and a CUDA PyTorch
+# (2.x) but none of our Debian packages: builds profit against PyTorch's LibTorch with the CUDA
+# fused kernels (OpenCV off), runs the whole test suite (the FusedCuda parity tests run there,
+# skip elsewhere), times training steps on the GPU (FP vs W4A4 DuQ/LSQ/PACT, fused vs reference,
+# torch.ao on the same GPU), and runs the demo quantization with --device cuda.
+# DEPS comes from scripts/fetch_device_deps.sh (run where Debian's apt works).
+# Usage: scripts/device_check.sh DEPS OUT [STAGES]   (STAGES: comma list of build,test,bench,demo;
+#        default all). Writes OUT/device_check.log and the benchmark JSONs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+deps=$(realpath "${1:?deps folder}")
+out=$(mkdir -p "${2:?output folder}" && realpath "$2")
+stages=",${3:-build,test,bench,demo},"
+log=$out/device_check.log
+py=$(command -v python3)
+build=build-cuda
+export LD_LIBRARY_PATH=$deps/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+step() {  # step NAME CMD...: runs, logs, records the exit status, never stops the script
+  local name=$1
+  shift
+  echo "=== $name: $* ($(date +%T))" | tee -a "$log"
+  local t0=$SECONDS
+  "$@" >>"$log" 2>&1
+  local rc=$?
+  echo "=== $name: rc $rc in $((SECONDS - t0)) s" | tee -a "$log"
+  return $rc
+}
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  nproc
+  $py -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  nvcc --version | tail -1
+  cmake --version | head -1
+} >>"$log" 2>&1
+if [[ $stages == *,build,* ]]; then
+  prefix=$($py -c 'import torch; print(torch.utils.cmake_prefix_path)')
+  step configure cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$prefix;$deps/root/usr" -DZLIB_ROOT="$deps/root/usr" \
+    -DPROFIT_WITH_OPENCV=OFF -DPROFIT_CUDA=on -DPROFIT_BUILD_BENCH=ON \
+    -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DCMAKE_CUDA_ARCHITECTURES=native \
+    -DPROFIT_DEBIAN_PYTHON="$py" || exit 1
+  step build ninja -C $build profit profit_tests profit_parity_tests profit_step_bench || exit 1
+fi
+if [[ $stages == *,test,* ]]; then
+  step cuda_tests ./$build/tests/profit_tests --gtest_filter='FusedCuda*'
+  step ctest ctest --test-dir $build -j 12 --output-on-failure --timeout 300
+  tail -n 4 "$log" | head -n 3
+fi
+if [[ $stages == *,bench,* ]]; then
+  common=(--width 1.0 --bits 4 --device cuda)
+  step bench_b64 ./$build/bench/profit_step_bench "${common[@]}" --batch 64 --size 32 \
+    --rounds 5 --steps 5 --json "$out/steps_cuda_b64_32.json"
+  step ao_b64 $py bench/torch_ao_step.py "${common[@]}" --batch 64 --size 32 --rounds 5 \
+    --steps 5 --json "$out/ao_cuda_b64_32.json"
+  step bench_b128 ./$build/bench/profit_step_bench "${common[@]}" --batch 128 --size 224 \
+    --rounds 3 --steps 2 --only per_tensor,per_channel --json "$out/steps_cuda_b128_224.json"
+  step ao_b128 $py bench/torch_ao_step.py "${common[@]}" --batch 128 --size 224 --rounds 3 \
+    --steps 2 --json "$out/ao_cuda_b128_224.json"
+  grep -h -A20 "^variant" "$log" | tail -n 60
+fi
+if [[ $stages == *,demo,* ]]; then
+  step demo ./$build/profit quantize --recipe recipes/demo_profit_w4a4.yaml --device cuda \
+    --data-root "$deps/fashion-mnist" --out runs/device_demo --progress false
+  cp runs/device_demo/summary.json "$out/demo_summary.json" 2>/dev/null
+  tail -n 25 "$log"
+fi
