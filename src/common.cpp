@@ -20,6 +20,10 @@ torch::Device parse_device(const std::string& name) {
   TORCH_CHECK(dev.is_cpu() || dev.is_cuda(), "unsupported device '", name, "'");
   TORCH_CHECK(!dev.is_cuda() || torch::cuda::is_available(), "device '", name,
               "' requested but CUDA is not available in this build/machine");
+  TORCH_CHECK(!dev.is_cuda() || !dev.has_index() ||
+                  dev.index() < static_cast<int>(torch::cuda::device_count()),
+              "device '", name, "': this machine has ", torch::cuda::device_count(),
+              " CUDA device(s)");
   return dev;
 }
 
@@ -39,21 +43,49 @@ void set_cpu_rng_state(const torch::Tensor& state) {
   gen.set_state(state);
 }
 
+torch::Tensor cuda_rng_state(const torch::Device& device) {
+  if (!device.is_cuda()) return {};
+  at::Generator gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void set_cuda_rng_state(const torch::Device& device, const torch::Tensor& state) {
+  if (!device.is_cuda() || !state.defined()) return;
+  at::Generator gen = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+namespace {
+
+torch::Device module_device(const torch::nn::Module& module) {
+  for (const auto& p : module.parameters(true)) return p.device();
+  for (const auto& b : module.buffers(true)) return b.device();
+  return torch::kCPU;
+}
+
+}  // namespace
+
 BufferAndRngGuard::BufferAndRngGuard(torch::nn::Module& module, Buffers which)
-    : rng_(cpu_rng_state()) {
+    : device_(module_device(module)), rng_(cpu_rng_state()), cuda_rng_(cuda_rng_state(device_)) {
   torch::NoGradGuard no_grad;
-  for (const auto& b : module.named_buffers(true)) {
-    const auto& n = b.key();
-    const bool bn = n.find("running_") != std::string::npos ||
-                    n.find("num_batches_tracked") != std::string::npos;
-    if (which == Buffers::kAll || bn) buffers_.emplace_back(b.value(), b.value().clone());
+  if (which == Buffers::kAll) {
+    for (const auto& b : module.buffers(true)) buffers_.emplace_back(b, b.clone());
+    return;
   }
+  // BatchNorm modules by type, not buffers by name: a quantizer's own running_min/max (minmax)
+  // is what the pass is for and must stay.
+  for (const auto& m : module.modules(true))
+    if (m->as<torch::nn::BatchNorm2dImpl>() || m->as<torch::nn::BatchNorm1dImpl>())
+      for (const auto& b : m->buffers(false)) buffers_.emplace_back(b, b.clone());
 }
 
 BufferAndRngGuard::~BufferAndRngGuard() {
   torch::NoGradGuard no_grad;
   for (auto& [live, copy] : buffers_) live.copy_(copy);
   set_cpu_rng_state(rng_);
+  set_cuda_rng_state(device_, cuda_rng_);
 }
 
 void configure_runtime(int threads) {

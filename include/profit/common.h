@@ -20,6 +20,10 @@ void seed_everything(uint64_t seed);
 /// Snapshot / restore of torch's default CPU generator (dropout, random init) for resumable runs.
 torch::Tensor cpu_rng_state();
 void set_cpu_rng_state(const torch::Tensor& state);
+/// State of the default generator of a CUDA `device` (dropout on the device draws from it);
+/// undefined for a CPU device. The setter ignores an undefined state or a CPU device.
+torch::Tensor cuda_rng_state(const torch::Device& device);
+void set_cuda_rng_state(const torch::Device& device, const torch::Tensor& state);
 
 /// Puts a module's buffers (all of them, or only BatchNorm's running statistics) and the CPU
 /// generator back as they were when the guard was made, when it goes out of scope: for passes
@@ -34,7 +38,8 @@ class BufferAndRngGuard {
 
  private:
   std::vector<std::pair<torch::Tensor, torch::Tensor>> buffers_;  // live, copy
-  torch::Tensor rng_;
+  torch::Device device_;                                          // the module's
+  torch::Tensor rng_, cuda_rng_;
 };
 
 /// SplitMix64: a tiny, well-mixed hash used to derive independent seeds (per epoch, per batch).

@@ -201,7 +201,7 @@ FatSummary run_fat(train::TrainConfig cfg) {
   const io::CheckpointRefs refs{student.get(), nullptr, &adam};
   if (resuming) {
     io::load_checkpoint(ckpt, refs, pos, device);
-    if (pos.rng_state.defined()) set_cpu_rng_state(pos.rng_state);
+    io::restore_rng(pos, device);
     std::cerr << "resumed " << ckpt << " at epoch " << pos.epoch << " step " << pos.step << "\n";
   } else {
     io::write_file_atomic((out / "config.json").string(), train::to_json(cfg).dump(2) + "\n");
@@ -223,7 +223,7 @@ FatSummary run_fat(train::TrainConfig cfg) {
     return train_before + std::chrono::duration<double>(Clock::now() - train_start).count();
   };
   auto save = [&] {
-    pos.rng_state = cpu_rng_state();
+    io::capture_rng(pos, device);
     pos.elapsed_seconds = train_elapsed();
     io::save_checkpoint(ckpt, refs, pos, config_json);
     snapshot();

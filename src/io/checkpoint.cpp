@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "profit/common.h"
 #include "profit/io/atomic_file.h"
 #include "profit/io/state_dict.h"
 
@@ -39,6 +40,7 @@ void save_checkpoint(const std::string& path, const CheckpointRefs& refs, const 
                                     pos.best_loss, pos.elapsed_seconds},
                                    torch::kFloat64));
   if (pos.rng_state.defined()) root.write("rng_state", pos.rng_state, true);
+  if (pos.cuda_rng_state.defined()) root.write("cuda_rng_state", pos.cuda_rng_state, true);
   root.write("config", c10::IValue(config_json));
   write_module(model, *refs.model);
   root.write("model", model);
@@ -92,6 +94,9 @@ std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs,
   pos.elapsed_seconds = best.numel() >= 5 ? b[4] : 0.0;
   torch::Tensor rng;
   if (root.try_read("rng_state", rng, true)) pos.rng_state = rng.to(torch::kCPU);
+  torch::Tensor cuda_rng;
+  if (root.try_read("cuda_rng_state", cuda_rng, true))
+    pos.cuda_rng_state = cuda_rng.to(torch::kCPU);
   c10::IValue config;
   TORCH_CHECK(root.try_read("config", config) && config.isString(), path, ": missing config");
   torch::serialize::InputArchive model, ema, optim;
@@ -108,6 +113,16 @@ std::string load_checkpoint(const std::string& path, const CheckpointRefs& refs,
     refs.optimizer->load(optim);
   }
   return config.toStringRef();
+}
+
+void capture_rng(TrainPosition& pos, const torch::Device& device) {
+  pos.rng_state = cpu_rng_state();
+  pos.cuda_rng_state = cuda_rng_state(device);
+}
+
+void restore_rng(const TrainPosition& pos, const torch::Device& device) {
+  if (pos.rng_state.defined()) set_cpu_rng_state(pos.rng_state);
+  set_cuda_rng_state(device, pos.cuda_rng_state);
 }
 
 }  // namespace profit::io

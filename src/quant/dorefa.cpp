@@ -62,7 +62,7 @@ void DorefaImpl::init_from(const torch::Tensor& w) {
 }
 
 torch::Tensor DorefaImpl::step_size() const {
-  return torch::full({1}, 2.0 / levels());
+  return torch::full({1}, 2.0 / levels(), initialized_flag_.options().dtype(torch::kFloat32));
 }
 
 torch::Tensor DorefaImpl::quantize(const torch::Tensor& w) {

@@ -184,7 +184,8 @@ torch::Tensor QilImpl::quantize(const torch::Tensor& h) {
 
 torch::Tensor QilImpl::step_size() const {
   const double levels = qil_grid(spec_.kind(), spec_.bits()).levels;
-  if (output_scale == QilOutputScale::kNone) return torch::full(param_shape(), 1.0 / levels);
+  if (output_scale == QilOutputScale::kNone)
+    return torch::full(param_shape(), 1.0 / levels, center.options());
   return (center.detach() + distance.detach().clamp_min(kMinDistance)) / levels;
 }
 

@@ -81,8 +81,9 @@ bool QuantizerImpl::initialized() const {
 
 // Keeps the saved flag and the member in step: init_from sets the member, a loaded checkpoint
 // sets the buffer. Reads the buffer (a device sync) only until the quantizer is initialised.
-void QuantizerImpl::sync_initialized_flag() {
+void QuantizerImpl::sync_initialized_flag(bool read) {
   if (!initialized_) {
+    if (!read) return;
     initialized_ = initialized_flag_.item<uint8_t>() != 0;
     flag_written_ = initialized_;
   } else if (!flag_written_) {
@@ -96,7 +97,8 @@ bool QuantizerImpl::activation_in_quantize() const {
 }
 
 torch::Tensor QuantizerImpl::forward(const torch::Tensor& x) {
-  sync_initialized_flag();
+  // An off quantizer does not use the flag: no read of the buffer (a device sync on CUDA).
+  sync_initialized_flag(/*read=*/state_ != QuantState::kOff);
   switch (state_) {
     case QuantState::kOff:
       return apply_fused(x);

@@ -53,11 +53,16 @@ void set_role(const std::vector<quant::QuantSite>& sites, const quant::QuantPoli
 }
 
 // The EMA starts its quantizer parameters (and "initialized" flags) from the model's (D3).
+// Copies into the live tensors (io::state_dict returns CPU copies: on CUDA a copy_ into them
+// would be lost).
 void copy_quantizers(const torch::nn::Module& from, torch::nn::Module& to) {
   torch::NoGradGuard no_grad;
-  auto src = io::state_dict(from);
-  for (auto& [name, dst] : io::state_dict(to))
-    if (is_quantizer_key(name)) dst.copy_(src.at(name));
+  const auto src_params = from.named_parameters(true);
+  const auto src_buffers = from.named_buffers(true);
+  for (auto& p : to.named_parameters(true))
+    if (is_quantizer_key(p.key())) p.value().copy_(src_params[p.key()]);
+  for (auto& b : to.named_buffers(true))
+    if (is_quantizer_key(b.key())) b.value().copy_(src_buffers[b.key()]);
 }
 
 // Layers frozen by an ft phase of stage j: `already` (resampling keeps earlier choices) topped
@@ -265,11 +270,11 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                                   opt.optimizer.get()};
     if (load_optimizer) {  // the resumed phase: optimizer state and RNG from the checkpoint
       io::load_checkpoint(ckpt, {nullptr, nullptr, opt.optimizer.get()}, pos, device);
-      if (pos.rng_state.defined()) set_cpu_rng_state(pos.rng_state);
+      io::restore_rng(pos, device);
       load_optimizer = false;
     }
     auto save = [&] {
-      pos.rng_state = cpu_rng_state();
+      io::capture_rng(pos, device);
       io::save_checkpoint(ckpt, refs, pos, config_json);
       results["elapsed_seconds"] = elapsed();
       results["train_seconds"] = train_seconds;

@@ -92,7 +92,7 @@ TrainSummary train(TrainConfig cfg) {
   const io::CheckpointRefs refs{model.get(), ema ? ema->model().get() : nullptr, optimizer.get()};
   if (resuming) {
     io::load_checkpoint(ckpt, refs, pos, device);
-    if (pos.rng_state.defined()) set_cpu_rng_state(pos.rng_state);
+    io::restore_rng(pos, device);
     std::cerr << "resumed " << ckpt << " at epoch " << pos.epoch << " step " << pos.step << "\n";
   } else {
     io::write_file_atomic((out / "config.json").string(), to_json(cfg).dump(2) + "\n");
@@ -106,7 +106,7 @@ TrainSummary train(TrainConfig cfg) {
            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   auto save = [&] {
-    pos.rng_state = cpu_rng_state();
+    io::capture_rng(pos, device);
     pos.elapsed_seconds = elapsed();
     io::save_checkpoint(ckpt, refs, pos, config_json);
   };

@@ -88,6 +88,7 @@ TEST(Checkpoint, RoundTripAndCorruptFileKeepsTheOldOne) {
   pos.best_loss = 0.25;
   pos.elapsed_seconds = 123.5;
   pos.rng_state = torch::randint(0, 255, {5056}).to(torch::kUInt8);
+  pos.cuda_rng_state = torch::randint(0, 255, {16}).to(torch::kUInt8);  // a CUDA run's
   const std::string path = (dir / "last.ckpt").string();
   save_checkpoint(path, {m.get(), nullptr, &opt}, pos, "{\"x\":1}");
   EXPECT_FALSE(fs::exists(path + ".tmp"));
@@ -103,6 +104,7 @@ TEST(Checkpoint, RoundTripAndCorruptFileKeepsTheOldOne) {
   EXPECT_DOUBLE_EQ(p2.best_loss, 0.25);
   EXPECT_DOUBLE_EQ(p2.elapsed_seconds, 123.5);
   EXPECT_TRUE(torch::equal(p2.rng_state, pos.rng_state));
+  EXPECT_TRUE(torch::equal(p2.cuda_rng_state, pos.cuda_rng_state));
   for (size_t i = 0; i < m->parameters().size(); ++i)
     EXPECT_TRUE(torch::equal(m->parameters()[i], m2->parameters()[i]));
   // Momentum buffers restored: one more identical step gives identical weights.

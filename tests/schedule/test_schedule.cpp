@@ -231,6 +231,26 @@ TEST(ScheduleInit, InitPassKeepsBnStatisticsAndRng) {
   EXPECT_GT(initialize_quantizers(*m, sites, {quant::SiteType::kWeight}, x), 0);
 }
 
+// The init pass restores the BatchNorm statistics only (selected by module type): a quantizer's
+// own running range (minmax's running_min/max) is what the pass computes and must stay.
+TEST(ScheduleInit, InitPassKeepsQuantizerRunningRanges) {
+  quant::register_builtin_quantizers();
+  quant::QuantPolicy policy;
+  policy.method = "minmax";
+  std::vector<quant::QuantSite> sites;
+  auto m = tiny_qat(policy, &sites);
+  m->train();
+  torch::manual_seed(9);
+  initialize_quantizers(*m, sites, {quant::SiteType::kActivation}, torch::randn({6, 1, 12, 12}));
+  int ranges = 0;
+  for (const auto& [k, v] : io::state_dict(*m)) {
+    if (k.find("running_max") == std::string::npos) continue;
+    EXPECT_GT(v.item<double>(), 0.0) << k;
+    ++ranges;
+  }
+  EXPECT_GT(ranges, 0);
+}
+
 }  // namespace
 }  // namespace profit::schedule
 

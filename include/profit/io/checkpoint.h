@@ -20,7 +20,13 @@ struct TrainPosition {
   int64_t epoch_correct = 0, epoch_seen = 0;
   double elapsed_seconds = 0.0;  // wall time spent by the run before this checkpoint (all resumes)
   torch::Tensor rng_state;       // torch CPU generator state
+  torch::Tensor cuda_rng_state;  // the CUDA device's generator state (runs on CUDA only)
 };
+
+/// Records the CPU generator and, for a CUDA device, that device's generator into pos.
+void capture_rng(TrainPosition& pos, const torch::Device& device);
+/// Restores what capture_rng recorded (whatever pos holds: older checkpoints lack the CUDA one).
+void restore_rng(const TrainPosition& pos, const torch::Device& device);
 
 struct CheckpointRefs {
   torch::nn::Module* model = nullptr;

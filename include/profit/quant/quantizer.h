@@ -118,7 +118,9 @@ class QuantizerImpl : public torch::nn::Module {
   torch::Tensor initialized_flag_;
 
  private:
-  void sync_initialized_flag();
+  /// Writes the member into the buffer once it is set; with `read`, takes a set buffer (a loaded
+  /// checkpoint) into the member (a device sync on CUDA: not done by off quantizers).
+  void sync_initialized_flag(bool read = true);
 };
 TORCH_MODULE(Quantizer);
 
