@@ -5,8 +5,8 @@
 # Usage: scripts/train_reference.sh [run_dir]   (resumable: re-run the same command after a kill)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-run=${1:-runs/fp_mobilenet_v2_fmnist}
-recipe=recipes/fp_mobilenet_v2_fashion_mnist.yaml
+run=${1:-runs/fp_e40}
+recipe=recipes/fp_mobilenet_v2_fashion_mnist_e40.yaml
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build profit >/dev/null
 cmd="./build/profit train --config $recipe --out $run --resume true --summary-json $run/summary.json"

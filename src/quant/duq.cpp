@@ -95,13 +95,18 @@ void DuqImpl::init_from(const torch::Tensor& h) {
     initialized_ = true;
     return;
   }
-  // Activations: P95 of the strictly positive values of the kind's statistic (§1.6, intended).
-  torch::Tensor stat = h.detach().flatten().to(torch::kFloat64).cpu();
+  // Activations: P95 of the strictly positive values of the kind's statistic (§1.6, intended):
+  // the element at sorted index floor(0.95 n), found by selection (kthvalue, 1-based) on h's
+  // own device instead of a full sort on the host (large inputs on a GPU took minutes).
+  torch::Tensor stat = h.detach().flatten().to(torch::kFloat64);
   if (spec_.kind() == SiteKind::kS) stat = stat.abs();
   if (spec_.kind() == SiteKind::kH) stat = stat + 0.375;
-  auto pos = std::get<0>(stat.masked_select(stat > 0).sort());
+  auto pos = stat.masked_select(stat > 0);
   double v = 1e-3;
-  if (pos.numel() > 0) v = pos[static_cast<int64_t>(std::floor(0.95 * pos.numel()))].item<double>();
+  if (pos.numel() > 0) {
+    const auto k = static_cast<int64_t>(std::floor(0.95 * static_cast<double>(pos.numel())));
+    v = std::get<0>(pos.kthvalue(k + 1)).item<double>();
+  }
   if (spec_.relu6_cap()) v = std::min(v, 6.0);
   const auto dev = theta_a.device();
   theta_a.set_data(torch::full({1}, inverse_softplus(v), torch::TensorOptions().device(dev)));

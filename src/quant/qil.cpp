@@ -151,7 +151,7 @@ void QilImpl::init_from(const torch::Tensor& h) {
     half = 0.5 * m.clamp_min(2.0 * kMinDistance);
     gamma.set_data(torch::ones_like(gamma));
   } else {
-    auto stat = x.flatten().cpu();
+    auto stat = x.flatten();  // selection on the tensor's own device
     if (spec_.kind() == SiteKind::kS) stat = stat.abs();
     double p = 0.0;
     if (stat.numel() > 0) {

@@ -79,14 +79,16 @@ TEST(Duq, FiniteDifferencesAtInRangePoints) {
       auto c = torch::tensor({1.3}, torch::kFloat64).requires_grad_();
       duq_quantize(x, a, c, g).sum().backward();
       auto real = [&](double hh, double aa, double cc) {
-        return duq_quantize(torch::tensor({hh}, torch::kFloat64), torch::tensor({aa}, torch::kFloat64),
+        return duq_quantize(torch::tensor({hh}, torch::kFloat64),
+                            torch::tensor({aa}, torch::kFloat64),
                             torch::tensor({cc}, torch::kFloat64), g)
             .item<double>();
       };
       auto surrogate = [&](double hh, double aa, double cc) {
         return cc * std::clamp((hh + g.beta) / aa, g.lo, 1.0) + g.d;
       };
-      EXPECT_NEAR(c.grad().item<double>(), (real(h, 1.7, 1.3 + eps) - real(h, 1.7, 1.3 - eps)) / (2 * eps), 1e-6);
+      EXPECT_NEAR(c.grad().item<double>(),
+                  (real(h, 1.7, 1.3 + eps) - real(h, 1.7, 1.3 - eps)) / (2 * eps), 1e-6);
       EXPECT_NEAR(a.grad().item<double>(),
                   (surrogate(h, 1.7 + eps, 1.3) - surrogate(h, 1.7 - eps, 1.3)) / (2 * eps), 1e-6);
       EXPECT_NEAR(x.grad().item<double>(),
@@ -117,7 +119,8 @@ TEST(Duq, MatchesReferenceComposition) {
           grads[ref] = {x.grad(), a.grad(), c.grad()};
         }
         EXPECT_TRUE(torch::allclose(outs[0], outs[1], 1e-12, 1e-12));
-        for (int i = 0; i < 3; ++i) EXPECT_TRUE(torch::allclose(grads[0][i], grads[1][i], 1e-10, 1e-12)) << i;
+        for (int i = 0; i < 3; ++i)
+          EXPECT_TRUE(torch::allclose(grads[0][i], grads[1][i], 1e-10, 1e-12)) << i;
       }
     }
   }
@@ -165,6 +168,15 @@ TEST(Duq, ActivationInitUsesP95OfTheKindStatistic) {
   DuqImpl capped(QuantSpec("duq", 4, SiteKind::kU).relu6_cap(true));
   capped.init_from(v);
   EXPECT_NEAR(capped.a().item<double>(), 6.0, 1e-5);
+  // The selection equals the sorted positive values at index floor(0.95 n) on random data
+  // with ties (rounded values), the naive reference.
+  torch::manual_seed(5);
+  auto r = torch::round(torch::randn({4, 8, 9, 9}) * 20) / 8;
+  auto pos = std::get<0>(r.flatten().to(torch::kFloat64).masked_select(r.flatten() > 0).sort());
+  const double expect = pos[static_cast<int64_t>(std::floor(0.95 * pos.numel()))].item<double>();
+  DuqImpl random(QuantSpec("duq", 4, SiteKind::kU));
+  random.init_from(r);
+  EXPECT_NEAR(random.a().item<double>(), expect, 1e-6 * expect);
 }
 
 TEST(Quantizer, StatesAndRegistry) {
@@ -183,10 +195,12 @@ TEST(Quantizer, StatesAndRegistry) {
                         "features.3: unknown quantizer 'pactt'");
   EXPECT_ERROR_CONTAINS(make_quantizer(QuantSpec("duq", 1, SiteKind::kW), "features.3.conv.0.0"),
                         "features.3.conv.0.0: duq bits must be in [2, 8], got 1");
-  EXPECT_ERROR_CONTAINS(make_quantizer(QuantSpec("duq", 4, SiteKind::kU).per_channel(true).channels(3), "f.1"),
-                        "f.1: per-channel quantization is for weights only");
-  EXPECT_ERROR_CONTAINS(make_quantizer(QuantSpec("duq", 4, SiteKind::kU).fused(FusedAct::kHSwish), "f.2"),
-                        "f.2: DuQ: a fused h-swish needs kind H");
+  EXPECT_ERROR_CONTAINS(
+      make_quantizer(QuantSpec("duq", 4, SiteKind::kU).per_channel(true).channels(3), "f.1"),
+      "f.1: per-channel quantization is for weights only");
+  EXPECT_ERROR_CONTAINS(
+      make_quantizer(QuantSpec("duq", 4, SiteKind::kU).fused(FusedAct::kHSwish), "f.2"),
+      "f.2: DuQ: a fused h-swish needs kind H");
 }
 
 }  // namespace
