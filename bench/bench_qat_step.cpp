@@ -11,8 +11,9 @@
 //      --batch 64 --size 32 --bits 4 --rounds 12 --steps 3 --threads 2 --device cpu
 //      --profile DIR]
 // On a CUDA device each timed run ends with a device synchronisation.
-// With --profile, each variant then runs `steps` more steps under the autograd profiler and
-// writes DIR/<variant>.trace.json (Chrome trace); scripts/profile_ops.py sums self time per op.
+// With --profile, each variant then runs `steps` more steps under the autograd profiler, three
+// times in alternating order, writing DIR/<variant>.<rep>.trace.json (Chrome traces);
+// scripts/profile_ops.py sums self time per op (write_bench.py keeps each variant's fastest).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -244,11 +245,18 @@ int main(int argc, char** argv) {
     if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << "\n";
     if (!profile_dir.empty()) {
 #ifdef PROFIT_HAVE_RECORD_PROFILE
-      for (auto& r : runners) {
-        std::string file = r->variant().name;
-        std::replace(file.begin(), file.end(), '/', '.');
-        torch::autograd::profiler::RecordProfile guard(profile_dir + "/" + file + ".trace.json");
-        r->run(steps);
+      // Three profiled runs of each variant in alternating order (A B ... B A ... A B): the
+      // reader keeps each variant's fastest, so that a slow phase of the machine during one run
+      // does not show up as an operator's cost.
+      for (int rep = 0; rep < 3; ++rep) {
+        for (size_t k = 0; k < runners.size(); ++k) {
+          auto& r = runners[rep % 2 == 0 ? k : runners.size() - 1 - k];
+          std::string file = r->variant().name;
+          std::replace(file.begin(), file.end(), '/', '.');
+          torch::autograd::profiler::RecordProfile guard(profile_dir + "/" + file + "." +
+                                                         std::to_string(rep) + ".trace.json");
+          r->run(steps);
+        }
       }
 #else
       std::cerr << "profit_step_bench: this LibTorch has no legacy profiler; --profile ignored\n";

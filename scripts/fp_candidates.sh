@@ -21,4 +21,4 @@ for n in "${names[@]}"; do
   $cmd
   summaries+=("$run/summary.json")
 done
-/usr/bin/python3 scripts/write_results.py fp-candidates "scripts/fp_candidates.sh $*" "${summaries[@]}"
+/usr/bin/python3 scripts/write_results.py fp-candidates "scripts/fp_candidates.sh ${names[*]}" "${summaries[@]}"

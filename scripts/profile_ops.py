@@ -9,6 +9,7 @@ where the QAT step spends the time that the FP step does not.
 import argparse
 import collections
 import json
+import re
 
 
 def self_times(path):
@@ -34,6 +35,16 @@ def self_times(path):
             done = stack.pop()
             totals[done[1]] += done[3] - done[2]
     return totals
+
+
+def fastest(folder, stem):
+    """The trace of `stem` (one of several profiled repetitions, <stem>.<rep>.trace.json, or a
+    single <stem>.trace.json) with the smallest total self time."""
+    rep = re.compile(re.escape(stem) + r"\.\d+\.trace\.json")
+    paths = sorted(p for p in folder.iterdir() if rep.fullmatch(p.name))
+    paths = paths or [folder / f"{stem}.trace.json"]
+    paths = [p for p in paths if p.exists()]
+    return min(paths, key=lambda p: sum(self_times(p).values())) if paths else None
 
 
 def compare(base_path, variant_path, steps=1, top=15):

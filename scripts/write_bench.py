@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from write_results import machine, replace_section  # noqa: E402
-from profile_ops import markdown as profile_markdown  # noqa: E402
+from profile_ops import fastest, markdown as profile_markdown  # noqa: E402
 
 
 def load_runs(d, prefix):
@@ -127,14 +127,16 @@ def main():
         "|---|---|---|---|",
     ] + kernel_rows(d)
     prof = d / "profile"
-    base, var = prof / "fp.trace.json", prof / "duq.per_tensor.trace.json"
-    if base.exists() and var.exists():
+    base, var = fastest(prof, "fp"), fastest(prof, "duq.per_tensor")
+    if base and var:
         out = profile_markdown(base, var, steps=3, top=10)
         rows += [
             "",
             "### Where the QAT step's extra time goes (autograd profiler, self time per operator)",
             "",
-            "FP step vs W4A4 DuQ per-tensor step, 3 profiled steps each (the profiler adds its own "
+            "FP step vs W4A4 DuQ per-tensor step, 3 profiled steps each; each was profiled three "
+            "times in alternating order and the run with the smallest total is shown (the machine's "
+            "speed drifts between runs). The profiler adds its own "
             "overhead per operator; `CppNode<DuqFused>` is the fused backward, `profit::duq_fused` "
             "the fused forward). Negative rows are FP work the quantized step does not do (the "
             "ReLU6 of the FP model is absorbed by the quantizer's clamp).",
