@@ -207,17 +207,28 @@ unsigned blocks_of(const Layout& l, int64_t groups) {
   return static_cast<unsigned>(l.blocks_per_group * groups);
 }
 
+// Throws std::runtime_error naming the kernel when the last launch failed.
+void check_launch(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string(what) + ": CUDA launch failed: " + cudaGetErrorString(e));
+}
+
+// After a backward kernel: checks its launch, then sums each group's per-block partial sums.
+template <int kTerms>
+void finish_backward(const char* what, const double* partial, const Layout& l, int64_t groups,
+                     float* out0, float* out1, void* stream) {
+  check_launch(what);
+  finish_groups<kTerms><<<static_cast<unsigned>(groups), kThreads, 0, as_stream(stream)>>>(
+      partial, l.blocks_per_group, out0, out1);
+  check_launch(what);
+}
+
 }  // namespace
 
 int64_t backward_workspace(int64_t n, int64_t groups, int terms) {
   const Layout l = layout_of(n, groups);
   return l.blocks_per_group * groups * terms;
-}
-
-void check_launch(const char* what) {
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string(what) + ": CUDA launch failed: " + cudaGetErrorString(e));
 }
 
 void duq_forward(const float* x, float* y, int64_t n, int64_t groups, const float* a,
@@ -233,10 +244,7 @@ void duq_backward(const float* x, const float* g, float* gx, int64_t n, int64_t 
   const Layout l = layout_of(n, groups);
   duq_backward_kernel<<<blocks_of(l, groups), kThreads, 0, as_stream(stream)>>>(x, g, gx, l, a, c,
                                                                                 k, workspace);
-  check_launch("duq_backward");
-  finish_groups<2><<<static_cast<unsigned>(groups), kThreads, 0, as_stream(stream)>>>(
-      workspace, l.blocks_per_group, grad_a, grad_c);
-  check_launch("duq_backward (reduction)");
+  finish_backward<2>("duq_backward", workspace, l, groups, grad_a, grad_c, stream);
 }
 
 void lsq_forward(const float* x, float* y, int64_t n, int64_t groups, const float* s, float qn,
@@ -252,10 +260,7 @@ void lsq_backward(const float* x, const float* g, float* gx, int64_t n, int64_t 
   const Layout l = layout_of(n, groups);
   lsq_backward_kernel<<<blocks_of(l, groups), kThreads, 0, as_stream(stream)>>>(x, g, gx, l, s, qn,
                                                                                 qp, workspace);
-  check_launch("lsq_backward");
-  finish_groups<1><<<static_cast<unsigned>(groups), kThreads, 0, as_stream(stream)>>>(
-      workspace, l.blocks_per_group, grad_s, grad_s);
-  check_launch("lsq_backward (reduction)");
+  finish_backward<1>("lsq_backward", workspace, l, groups, grad_s, grad_s, stream);
 }
 
 void pact_forward(const float* x, float* y, int64_t n, const float* alpha, PactArgs k,
@@ -270,10 +275,7 @@ void pact_backward(const float* x, const float* g, float* gx, int64_t n, const f
   const Layout l = layout_of(n, 1);
   pact_backward_kernel<<<blocks_of(l, 1), kThreads, 0, as_stream(stream)>>>(x, g, gx, l, alpha, k,
                                                                             workspace);
-  check_launch("pact_backward");
-  finish_groups<1><<<1, kThreads, 0, as_stream(stream)>>>(workspace, l.blocks_per_group, grad_alpha,
-                                                          grad_alpha);
-  check_launch("pact_backward (reduction)");
+  finish_backward<1>("pact_backward", workspace, l, 1, grad_alpha, grad_alpha, stream);
 }
 
 }  // namespace profit::quant::fused_cuda

@@ -49,7 +49,4 @@ void pact_forward(const float* x, float* y, int64_t n, const float* alpha, PactA
 void pact_backward(const float* x, const float* g, float* gx, int64_t n, const float* alpha,
                    PactArgs k, float* grad_alpha, double* workspace, void* stream);
 
-/// Throws std::runtime_error naming the kernel when the last launch failed.
-void check_launch(const char* what);
-
 }  // namespace profit::quant::fused_cuda
