@@ -62,7 +62,10 @@ torch::Tensor per_dim0(const torch::Tensor& p, const torch::Tensor& x) {
   return p.view(shape);
 }
 
-TEST(FusedDuq, MatchesReferenceForEveryKindBitsAndLayout) {
+// The DuQ and LSQ parity cases (CPU and CUDA tests): every kind, bit width and layout; calls
+// fn(what, x, params, grid-or-bounds).
+template <class Fn>
+void for_each_duq_case(const Fn& fn) {
   for (auto kind : {SiteKind::kU, SiteKind::kS, SiteKind::kH, SiteKind::kW}) {
     for (int bits : {2, 4, 8}) {
       for (bool per_channel : {false, true}) {
@@ -71,18 +74,50 @@ TEST(FusedDuq, MatchesReferenceForEveryKindBitsAndLayout) {
         auto x = probe({3, 20000}, 1.5, {0.0, 1.2, -1.2, 2.0, -2.0, 0.2, -0.375, 1e-7});
         auto a = per_channel ? torch::tensor({1.2f, 0.7f, 2.0f}) : torch::tensor({1.2f});
         auto c = per_channel ? torch::tensor({0.9f, 1.1f, 1.7f}) : torch::tensor({0.9f});
-        const auto grid = duq_grid(kind, bits);
-        auto fused =
-            run(x, {a, c}, [&](auto& xv, auto& p) { return duq_fused(xv, p[0], p[1], grid); });
-        auto ref = run(x, {a, c}, [&](auto& xv, auto& p) {
-          return duq_quantize(xv, per_dim0(p[0], xv), per_dim0(p[1], xv), grid);
-        });
-        expect_same(fused, ref,
-                    std::string("duq kind ") + site_kind_name(kind) + " bits " +
-                        std::to_string(bits) + (per_channel ? " per channel" : ""));
+        fn(std::string("duq kind ") + site_kind_name(kind) + " bits " + std::to_string(bits) +
+               (per_channel ? " per channel" : ""),
+           x, std::vector<torch::Tensor>{a, c}, duq_grid(kind, bits));
       }
     }
   }
+}
+
+template <class Fn>
+void for_each_lsq_case(const Fn& fn) {
+  for (auto kind : {SiteKind::kU, SiteKind::kS, SiteKind::kW}) {
+    for (int bits : {2, 3, 4, 8}) {
+      for (bool per_channel : {false, true}) {
+        if (per_channel && kind != SiteKind::kW) continue;
+        auto x = probe({4, 9000}, 1.0, {0.0, 0.25, -0.25, 0.125, 3.75, -4.0, 100.0, -100.0});
+        auto s = per_channel ? torch::tensor({0.25f, 0.1f, 0.3f, 0.05f}) : torch::tensor({0.25f});
+        fn(std::string("lsq kind ") + site_kind_name(kind) + " bits " + std::to_string(bits) +
+               (per_channel ? " per channel" : ""),
+           x, std::vector<torch::Tensor>{s}, lsq_bounds(kind, bits));
+      }
+    }
+  }
+}
+
+auto duq_fused_fn(const DuqGrid& grid) {
+  return [grid](auto& xv, auto& p) { return duq_fused(xv, p[0], p[1], grid); };
+}
+auto duq_reference_fn(const DuqGrid& grid) {
+  return [grid](auto& xv, auto& p) {
+    return duq_quantize(xv, per_dim0(p[0], xv), per_dim0(p[1], xv), grid);
+  };
+}
+auto lsq_fused_fn(const LsqBounds& b) {
+  return [b](auto& xv, auto& p) { return lsq_fused(xv, p[0], b, 0.37); };
+}
+auto lsq_reference_fn(const LsqBounds& b) {
+  return [b](auto& xv, auto& p) { return lsq_quantize(xv, per_dim0(p[0], xv), b, 0.37); };
+}
+
+TEST(FusedDuq, MatchesReferenceForEveryKindBitsAndLayout) {
+  for_each_duq_case([](const std::string& what, const torch::Tensor& x,
+                       const std::vector<torch::Tensor>& params, const DuqGrid& grid) {
+    expect_same(run(x, params, duq_fused_fn(grid)), run(x, params, duq_reference_fn(grid)), what);
+  });
 }
 
 // H sites with a fused h-swish: the kernel applies hswish_strict itself; values and input
@@ -121,23 +156,10 @@ TEST(FusedDuq, WorkedValuesAtInRangeAndClippedPoints) {
 }
 
 TEST(FusedLsq, MatchesReferenceForEveryKindBitsAndLayout) {
-  for (auto kind : {SiteKind::kU, SiteKind::kS, SiteKind::kW}) {
-    for (int bits : {2, 3, 4, 8}) {
-      for (bool per_channel : {false, true}) {
-        if (per_channel && kind != SiteKind::kW) continue;
-        auto x = probe({4, 9000}, 1.0, {0.0, 0.25, -0.25, 0.125, 3.75, -4.0, 100.0, -100.0});
-        auto s = per_channel ? torch::tensor({0.25f, 0.1f, 0.3f, 0.05f}) : torch::tensor({0.25f});
-        const auto b = lsq_bounds(kind, bits);
-        const double gs = 0.37;
-        auto fused = run(x, {s}, [&](auto& xv, auto& p) { return lsq_fused(xv, p[0], b, gs); });
-        auto ref = run(
-            x, {s}, [&](auto& xv, auto& p) { return lsq_quantize(xv, per_dim0(p[0], xv), b, gs); });
-        expect_same(fused, ref,
-                    std::string("lsq kind ") + site_kind_name(kind) + " bits " +
-                        std::to_string(bits) + (per_channel ? " per channel" : ""));
-      }
-    }
-  }
+  for_each_lsq_case([](const std::string& what, const torch::Tensor& x,
+                       const std::vector<torch::Tensor>& params, const LsqBounds& b) {
+    expect_same(run(x, params, lsq_fused_fn(b)), run(x, params, lsq_reference_fn(b)), what);
+  });
 }
 
 TEST(FusedPact, MatchesReferenceWithAndWithoutFusedRelu) {
@@ -282,24 +304,10 @@ void expect_device_parity(const torch::Tensor& x, const std::vector<torch::Tenso
 
 TEST(FusedCuda, DuqMatchesTheReference) {
   PROFIT_NEED_CUDA();
-  for (auto kind : {SiteKind::kU, SiteKind::kS, SiteKind::kH, SiteKind::kW}) {
-    for (int bits : {2, 4, 8}) {
-      for (bool per_channel : {false, true}) {
-        if (per_channel && kind != SiteKind::kW) continue;
-        auto x = probe({3, 20000}, 1.5, {0.0, 1.2, -1.2, 2.0, -2.0, 0.2, -0.375, 1e-7});
-        auto a = per_channel ? torch::tensor({1.2f, 0.7f, 2.0f}) : torch::tensor({1.2f});
-        auto c = per_channel ? torch::tensor({0.9f, 1.1f, 1.7f}) : torch::tensor({0.9f});
-        const auto grid = duq_grid(kind, bits);
-        expect_device_parity(
-            x, {a, c}, [&](auto& xv, auto& p) { return duq_fused(xv, p[0], p[1], grid); },
-            [&](auto& xv, auto& p) {
-              return duq_quantize(xv, per_dim0(p[0], xv), per_dim0(p[1], xv), grid);
-            },
-            std::string("duq kind ") + site_kind_name(kind) + " bits " + std::to_string(bits) +
-                (per_channel ? " per channel" : ""));
-      }
-    }
-  }
+  for_each_duq_case([](const std::string& what, const torch::Tensor& x,
+                       const std::vector<torch::Tensor>& params, const DuqGrid& grid) {
+    expect_device_parity(x, params, duq_fused_fn(grid), duq_reference_fn(grid), what);
+  });
   auto x = probe({4, 30000}, 3.0, {-3.0, 3.0, 0.0, -4.0, 5.0, -1.5, 2.999, -2.999});
   const auto grid = duq_grid(SiteKind::kH, 4);
   expect_device_parity(
@@ -311,21 +319,10 @@ TEST(FusedCuda, DuqMatchesTheReference) {
 
 TEST(FusedCuda, LsqMatchesTheReference) {
   PROFIT_NEED_CUDA();
-  for (auto kind : {SiteKind::kU, SiteKind::kS, SiteKind::kW}) {
-    for (int bits : {2, 3, 4, 8}) {
-      for (bool per_channel : {false, true}) {
-        if (per_channel && kind != SiteKind::kW) continue;
-        auto x = probe({4, 9000}, 1.0, {0.0, 0.25, -0.25, 0.125, 3.75, -4.0, 100.0, -100.0});
-        auto s = per_channel ? torch::tensor({0.25f, 0.1f, 0.3f, 0.05f}) : torch::tensor({0.25f});
-        const auto b = lsq_bounds(kind, bits);
-        expect_device_parity(
-            x, {s}, [&](auto& xv, auto& p) { return lsq_fused(xv, p[0], b, 0.37); },
-            [&](auto& xv, auto& p) { return lsq_quantize(xv, per_dim0(p[0], xv), b, 0.37); },
-            std::string("lsq kind ") + site_kind_name(kind) + " bits " + std::to_string(bits) +
-                (per_channel ? " per channel" : ""));
-      }
-    }
-  }
+  for_each_lsq_case([](const std::string& what, const torch::Tensor& x,
+                       const std::vector<torch::Tensor>& params, const LsqBounds& b) {
+    expect_device_parity(x, params, lsq_fused_fn(b), lsq_reference_fn(b), what);
+  });
 }
 
 TEST(FusedCuda, PactMatchesTheReference) {
