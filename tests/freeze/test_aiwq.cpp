@@ -88,15 +88,31 @@ TEST(Aiwq, HswishPaddedDepthwiseWithUnchangedWeightsIsZero) {
   EXPECT_GT(gaussian_kl(conv(x), y_ref_old).value, 0.0);
 }
 
+// One 3->5 conv in a Sequential with a started meter, after a first training forward of x (the
+// meter's snapshot: nothing compared yet).
+struct OneConvMeter {
+  static nn::ConvOptions seeded_options(uint64_t seed) {
+    torch::manual_seed(seed);  // before the conv draws its weights
+    return nn::ConvOptions(3, 5, 3);
+  }
+  explicit OneConvMeter(uint64_t seed)
+      : conv(seeded_options(seed)), seq(conv), meter(*seq), x(torch::randn({2, 3, 6, 6})) {
+    meter.start();
+    seq->train();
+    seq->forward(x);
+  }
+  nn::Conv conv;
+  torch::nn::Sequential seq;
+  AiwqMeter meter;
+  torch::Tensor x;
+};
+
 TEST(Aiwq, MeterSamplesTrainingForwardsOnly) {
-  torch::manual_seed(4);
-  nn::Conv conv(nn::ConvOptions(3, 5, 3));
-  torch::nn::Sequential seq(conv);
-  AiwqMeter meter(*seq);
-  meter.start();
-  auto x = torch::randn({2, 3, 6, 6});
-  seq->train();
-  seq->forward(x);
+  OneConvMeter f(4);
+  auto& conv = f.conv;
+  auto& seq = f.seq;
+  auto& meter = f.meter;
+  const auto& x = f.x;
   {
     torch::NoGradGuard g;
     conv->weight.mul_(1.5);  // exact scaling of a bias-free conv
@@ -123,14 +139,11 @@ TEST(Aiwq, MeterSamplesTrainingForwardsOnly) {
 // The changed-channels diagnostic: the fraction of output channels whose weights moved, averaged
 // over the compared iterations, and restored exactly by load_json.
 TEST(Aiwq, MeterCountsChangedChannels) {
-  torch::manual_seed(5);
-  nn::Conv conv(nn::ConvOptions(3, 5, 3));
-  torch::nn::Sequential seq(conv);
-  AiwqMeter meter(*seq);
-  meter.start();
-  auto x = torch::randn({2, 3, 6, 6});
-  seq->train();
-  seq->forward(x);  // no previous weights: nothing compared
+  OneConvMeter f(5);  // its first forward had no previous weights: nothing compared
+  auto& conv = f.conv;
+  auto& seq = f.seq;
+  auto& meter = f.meter;
+  const auto& x = f.x;
   {
     torch::NoGradGuard g;
     conv->weight[1].mul_(1.5);
