@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <numeric>
 #include <random>
@@ -246,6 +247,8 @@ FatSummary run_fat(train::TrainConfig cfg) {
   };
 
   FatSummary summary;
+  // A run finished before this process keeps its recorded times: re-evaluating is not training.
+  const bool finished_before = resuming && pos.epoch >= cfg.epochs;
   int nan_events = 0;
   double lr = cfg.lr;
   for (; pos.epoch < cfg.epochs; ++pos.epoch, pos.batch = 0) {
@@ -328,7 +331,8 @@ FatSummary run_fat(train::TrainConfig cfg) {
     save();
     --pos.epoch;
   }
-  const double train_seconds = train_elapsed();
+  // As of the last checkpoint, so a resumed finished run reports the same time.
+  const double train_seconds = pos.elapsed_seconds;
   // Model selection on the hold-out (never on the test set).
   const auto best_path = (out / "best.safetensors").string();
   if (pos.best_loss >= 0.0 && fs::exists(best_path))
@@ -349,6 +353,16 @@ FatSummary run_fat(train::TrainConfig cfg) {
   std::fprintf(stderr, "fp top1 %.2f | calibrated %.2f | after threshold training %.2f\n",
                fp_eval.top1, before_eval.top1, after_eval.top1);
 
+  double run_seconds = train_before + std::chrono::duration<double>(Clock::now() - t0).count();
+  const auto summary_path = out / "summary.json";
+  if (finished_before) {
+    run_seconds = train_before;  // runs summarised before their time was kept: training only
+    if (fs::exists(summary_path)) {
+      std::ifstream in(summary_path);
+      const auto old = nlohmann::json::parse(in, nullptr, false);  // unreadable: keep the above
+      if (old.is_object()) run_seconds = old.value("seconds", run_seconds);
+    }
+  }
   summary.json = {
       {"config", train::to_json(cfg)},
       {"fp", eval_json(fp_eval)},
@@ -367,10 +381,10 @@ FatSummary run_fat(train::TrainConfig cfg) {
                        [](int64_t a, const torch::Tensor& t) { return a + t.numel(); })},
       {"setup_seconds", setup_seconds},
       {"train_seconds", train_seconds},
-      {"seconds", train_before + std::chrono::duration<double>(Clock::now() - t0).count()},
+      {"seconds", run_seconds},
       {"resumed", resuming},
   };
-  io::write_file_atomic((out / "summary.json").string(), summary.json.dump(2) + "\n");
+  io::write_file_atomic(summary_path.string(), summary.json.dump(2) + "\n");
   return summary;
 }
 

@@ -211,6 +211,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
       fs::exists(aiwq_path) && resuming ? read_json(aiwq_path) : nlohmann::json::object();
 
   QuantizeSummary summary;
+  const bool finished_before = resuming && pos.phase >= static_cast<int64_t>(phases.size());
   bool load_optimizer = resuming;
   std::vector<std::string> last_frozen;
   for (; pos.phase < static_cast<int64_t>(phases.size()); ++pos.phase, pos.epoch = 0) {
@@ -428,6 +429,13 @@ QuantizeSummary run_quantize(QuantizeJob job) {
 
   // Final: full test set, model and EMA; cost of the FP and the quantized model.
   const auto [final_model, final_ema] = evaluate_both(test_loader, "final");
+  // The run's time is fixed when it first finishes: re-evaluating a finished run adds nothing.
+  // (Runs finished before this was recorded report the time up to their last checkpoint.)
+  if (!finished_before) {
+    results["seconds"] = elapsed();
+    write_json(results_path, results);
+  }
+  const double run_seconds = results.value("seconds", elapsed_before);
   io::save_safetensors((out / "final.safetensors").string(), io::state_dict(*model));
   if (ema)
     io::save_safetensors((out / "final_ema.safetensors").string(), io::state_dict(*ema->model()));
@@ -443,7 +451,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                   {"fp_bops", fp_cost.bops},
                   {"size_bytes", q_cost.size_bits() / 8.0},
                   {"bops", q_cost.bops},
-                  {"seconds", elapsed()},
+                  {"seconds", run_seconds},
                   {"train_seconds", train_seconds},
                   {"resumed", resuming}};
   if (ema) summary.json["final_ema"] = eval_json(final_ema);

@@ -211,7 +211,8 @@ TrainSummary train(TrainConfig cfg) {
   summary.best_top1 = pos.best_top1;
   summary.best_ema_top1 = pos.best_ema_top1;
   summary.steps = pos.step;
-  summary.seconds = elapsed();
+  // A run that was already finished keeps its training time (re-evaluating it is not training).
+  summary.seconds = finished_before ? elapsed_before : elapsed();
   return summary;
 }
 

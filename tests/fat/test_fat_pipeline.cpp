@@ -328,6 +328,11 @@ TEST(FatPipeline, ThresholdOnlyTrainingAndExactResume) {
   const auto again = io::load_weights_file((fs::path(cfg2.out_dir) / "final.safetensors").string());
   ASSERT_EQ(again.size(), trained.size());
   for (const auto& [k, v] : trained) EXPECT_TRUE(torch::equal(v, again.at(k))) << k;
+  // Resuming the finished run only re-evaluates: its recorded times do not grow.
+  const auto twice = run_fat(cfg2);
+  EXPECT_DOUBLE_EQ(twice.json["seconds"].get<double>(), resumed.json["seconds"].get<double>());
+  EXPECT_DOUBLE_EQ(twice.json["train_seconds"].get<double>(),
+                   resumed.json["train_seconds"].get<double>());
   EXPECT_EQ(resumed.json["after"]["top1"], j["after"]["top1"]);
 }
 

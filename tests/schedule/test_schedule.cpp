@@ -361,6 +361,12 @@ TEST(ScheduleEndToEnd, V2AiwqFreezingEmaAndExactResume) {
       io::load_weights_file((fs::path(job2.cfg.out_dir) / "final_ema.safetensors").string());
   for (const auto& [k, v] : ea) EXPECT_TRUE(torch::equal(v, eb.at(k))) << k;
   EXPECT_EQ(resumed.json["final"]["top1"], j["final"]["top1"]);
+  // Resuming the finished run only re-evaluates: its recorded time does not grow.
+  const auto again = run_quantize(job2);
+  EXPECT_EQ(again.json["final"]["top1"], j["final"]["top1"]);
+  EXPECT_DOUBLE_EQ(again.json["seconds"].get<double>(), resumed.json["seconds"].get<double>());
+  EXPECT_DOUBLE_EQ(again.json["train_seconds"].get<double>(),
+                   resumed.json["train_seconds"].get<double>());
 
   // ft3 froze the 34 top-ranked convs: their latent weights did not move after ft2 (ft3, bn2)
   // while their quantizer parameters kept training; unfrozen conv weights moved in ft3.

@@ -152,6 +152,11 @@ TEST(Trainer, ResumeIsBitIdentical) {
   EXPECT_EQ(s3.steps, 12);
   EXPECT_DOUBLE_EQ(s3.final_eval.loss, s2.final_eval.loss);
   EXPECT_DOUBLE_EQ(s3.final_ema_eval.loss, s2.final_ema_eval.loss);
+  // ... and its training time stays what the checkpoint recorded (no re-evaluation time added).
+  io::TrainPosition done;
+  io::load_checkpoint((dir / "part" / "last.ckpt").string(), {}, done);
+  EXPECT_DOUBLE_EQ(s3.seconds, done.elapsed_seconds);
+  EXPECT_DOUBLE_EQ(train(part).seconds, s3.seconds);
   std::ifstream fa(dir / "full" / "metrics.jsonl"), fb(dir / "part" / "metrics.jsonl");
   std::string la((std::istreambuf_iterator<char>(fa)), {}),
       lb((std::istreambuf_iterator<char>(fb)), {});
