@@ -27,6 +27,11 @@ torch::Device parse_device(const std::string& name) {
   return dev;
 }
 
+void set_cuda_determinism(bool deterministic) {
+  at::globalContext().setDeterministicCuDNN(deterministic);
+  at::globalContext().setBenchmarkCuDNN(!deterministic);  // autotuning picks by timing
+}
+
 void seed_everything(uint64_t seed) {
   torch::manual_seed(seed);  // also seeds CUDA generators when CUDA is present
 }

@@ -14,6 +14,10 @@ namespace profit {
 /// Throws c10::Error naming the bad value.
 torch::Device parse_device(const std::string& name);
 
+/// Selects cuDNN's deterministic algorithms and turns its autotuner off (deterministic = true),
+/// or the reverse, so that a seeded CUDA run repeats bit for bit. No effect on CPU runs.
+void set_cuda_determinism(bool deterministic);
+
 /// Seeds torch's CPU generator (and CUDA's when present) so that a CPU run is bit-reproducible.
 void seed_everything(uint64_t seed);
 

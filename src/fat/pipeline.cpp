@@ -89,6 +89,7 @@ FatSummary run_fat(train::TrainConfig cfg) {
               "fat: train.init_weights (--init) must name the full-precision teacher weights");
   const train::FatSettings& f = cfg.fat;
   const torch::Device device = parse_device(cfg.device);
+  if (device.is_cuda()) set_cuda_determinism(cfg.deterministic);
   seed_everything(cfg.seed);
 
   // Unlabeled training images use the evaluation transform (fat.md §3, §7).

@@ -235,6 +235,12 @@ ConvBNAct LayerFactory::conv_bn_act(const ConvOptions& o, Act a, const BNOptions
   return ConvBNAct(conv(o), bn(o.out(), b), act(a));
 }
 
+torch::Tensor global_avg_pool(const torch::Tensor& x) {
+  // CPU keeps adaptive_avg_pool2d so that CPU results stay bit-identical to earlier runs.
+  if (x.is_cuda()) return x.mean({2, 3}, /*keepdim=*/true);
+  return torch::adaptive_avg_pool2d(x, {1, 1});
+}
+
 int64_t make_divisible(double v, int64_t divisor) {
   int64_t n =
       std::max<int64_t>(divisor, static_cast<int64_t>(v + divisor / 2.0) / divisor * divisor);

@@ -67,7 +67,7 @@ class MobileNetV2Impl : public ClassifierImpl {
   }
   torch::Tensor forward(torch::Tensor x) override {
     x = features->forward(x);
-    x = pool_site(torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
+    x = pool_site(global_avg_pool(x).flatten(1));
     return classifier->forward(x);
   }
   torch::nn::Sequential features, classifier;

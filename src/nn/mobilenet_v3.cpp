@@ -22,7 +22,7 @@ class SqueezeExcitationImpl : public torch::nn::Module {
     gate = register_module("gate", f.act(Act::kHSigmoid, SiteRole::kGate));
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    auto s = input_site(torch::adaptive_avg_pool2d(x, {1, 1}));
+    auto s = input_site(global_avg_pool(x));
     return x * gate(fc2(relu(fc1(s))));
   }
   ActSite input_site{nullptr}, relu{nullptr}, gate{nullptr};
@@ -144,7 +144,7 @@ class MobileNetV3Impl : public ClassifierImpl {
   }
   torch::Tensor forward(torch::Tensor x) override {
     x = features->forward(x);
-    x = pool_site(torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
+    x = pool_site(global_avg_pool(x).flatten(1));
     return classifier->forward(x);
   }
   torch::nn::Sequential features, classifier;

@@ -98,6 +98,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   const auto& phases = job.phases;
   const auto& settings = cfg.profit;
   const torch::Device device = parse_device(cfg.device);
+  if (device.is_cuda()) set_cuda_determinism(cfg.deterministic);
   seed_everything(cfg.seed);
 
   auto train_set = data::open_dataset(cfg.data, "train", cfg.seed);

@@ -63,6 +63,9 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
   fn({"train", "steps_per_epoch", "steps-per-epoch", "cap on steps per epoch (0: full epoch)"},
      &c.steps_per_epoch);
   fn({"train", "device", "device", "cpu | cuda | cuda:N | auto"}, &c.device);
+  fn({"train", "deterministic", "deterministic",
+      "CUDA: deterministic cuDNN algorithms, no autotuning (bit-reproducible; false: faster)"},
+     &c.deterministic);
   fn({"train", "seed", "seed", "seed for init, shuffling, augmentation and dropout"}, &c.seed);
   fn({"train", "workers", "workers", "data loader threads (0: inline)"}, &c.workers);
   fn({"train", "out_dir", "out", "run folder (checkpoints, metrics, config)"}, &c.out_dir);

@@ -61,6 +61,7 @@ TrainSummary train(TrainConfig cfg) {
   if (resuming) restore_run_config(cfg, (out / "config.json").string());
   validate(cfg);
   const torch::Device device = parse_device(cfg.device);
+  if (device.is_cuda()) set_cuda_determinism(cfg.deterministic);
   seed_everything(cfg.seed);
 
   auto train_set = data::open_dataset(cfg.data, "train", cfg.seed);

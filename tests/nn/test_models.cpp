@@ -115,6 +115,25 @@ TEST(Models, BadConfigNamesTheField) {
 
 // Negative padding (profit.md §2): the HS-padded conv equals an explicit constant pad followed
 // by an unpadded conv, and a border pixel sees exactly -3/8.
+TEST(Layers, GlobalAvgPoolIsTheSpatialMean) {
+  torch::manual_seed(5);
+  const auto x = torch::randn({3, 6, 5, 7}, torch::requires_grad());
+  auto y = global_avg_pool(x);
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{3, 6, 1, 1}));
+  // CPU: exactly adaptive_avg_pool2d (earlier CPU runs stay bit-identical).
+  EXPECT_TRUE(torch::equal(y, torch::adaptive_avg_pool2d(x, {1, 1})));
+  EXPECT_TRUE(torch::allclose(y, x.mean({2, 3}, true), 1e-6, 1e-7));
+  y.sum().backward();
+  EXPECT_TRUE(torch::allclose(x.grad(), torch::full_like(x, 1.0 / 35), 1e-7, 0));
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device (CPU part checked)";
+  // CUDA (the deterministic mean): same values and gradient as the CPU pool.
+  const auto xc = x.detach().to(torch::kCUDA).requires_grad_();
+  auto yc = global_avg_pool(xc);
+  EXPECT_TRUE(torch::allclose(yc.cpu(), y, 1e-6, 1e-6));
+  yc.sum().backward();
+  EXPECT_TRUE(torch::allclose(xc.grad().cpu(), x.grad(), 1e-7, 0));
+}
+
 TEST(Layers, NegativePaddingEqualsExplicitPad) {
   torch::manual_seed(3);
   for (int64_t k : {3, 5}) {

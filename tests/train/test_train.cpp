@@ -165,6 +165,23 @@ TEST(Trainer, ResumeIsBitIdentical) {
   EXPECT_TRUE(fs::exists(dir / "full" / "best.safetensors"));
 }
 
+// On CUDA, with deterministic cuDNN (the default) and the mean as global pool, a seeded run
+// repeats bit for bit, like a CPU run.
+TEST(Trainer, CudaRunRepeatsBitForBit) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto dir = temp_dir();
+  auto a = tiny_config(dir / "a"), b = tiny_config(dir / "b");
+  a.device = b.device = "cuda";
+  const auto sa = train(a), sb = train(b);
+  EXPECT_DOUBLE_EQ(sa.final_eval.loss, sb.final_eval.loss);
+  for (const char* f : {"final.safetensors", "final_ema.safetensors"}) {
+    auto wa = io::load_safetensors((dir / "a" / f).string());
+    auto wb = io::load_safetensors((dir / "b" / f).string());
+    ASSERT_EQ(wa.size(), wb.size());
+    for (auto& [k, t] : wa) EXPECT_TRUE(profit::testing::bit_equal(t, wb.at(k))) << f << " " << k;
+  }
+}
+
 TEST(Trainer, LearnsTheSyntheticTask) {
   auto cfg = tiny_config(temp_dir());
   cfg.epochs = 5;

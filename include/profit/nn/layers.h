@@ -192,6 +192,10 @@ class LayerFactory {
   virtual ResidualAdd residual_add() const { return ResidualAdd(); }
 };
 
+/// Global average pooling, [N, C, H, W] -> [N, C, 1, 1]. On CUDA a mean over H and W: the
+/// backward of adaptive_avg_pool2d uses atomic adds there and is not deterministic.
+torch::Tensor global_avg_pool(const torch::Tensor& x);
+
 /// torchvision's _make_divisible: round to the nearest multiple of divisor, never below 90 %.
 int64_t make_divisible(double v, int64_t divisor = 8);
 

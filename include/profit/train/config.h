@@ -85,6 +85,7 @@ struct TrainConfig {
   int64_t steps_per_epoch = 0;  // 0 = full epoch; >0 caps it (quick runs, tests)
   // Run control.
   std::string device = "auto";
+  bool deterministic = true;  // CUDA: deterministic cuDNN, no autotuning (CPU runs always are)
   uint64_t seed = 0;
   int64_t workers = 2;
   std::string out_dir = "runs/train";
