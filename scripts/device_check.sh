@@ -5,8 +5,13 @@
 # skip elsewhere), times training steps on the GPU (FP vs W4A4 DuQ/LSQ/PACT, fused vs reference,
 # torch.ao on the same GPU), and runs the demo quantization with --device cuda.
 # DEPS comes from scripts/fetch_device_deps.sh (run where Debian's apt works).
-# Usage: scripts/device_check.sh DEPS OUT [STAGES]   (STAGES: comma list of build,test,bench,demo;
-#        default all). Writes OUT/device_check.log and the benchmark JSONs.
+# Usage: scripts/device_check.sh DEPS OUT [STAGES]   (STAGES: comma list of build,test,bench,demo,
+#        profit; default build,test,bench,demo). Writes OUT/device_check.log and the benchmark JSONs.
+# The profit stage runs PROFIT recipes on the GPU, several at once (PROFIT_SPECS, default the
+# MobileNetV2 matrix of docs/results.md x seeds 1 2 3; PROFIT_JOBS at a time, default 6; each run
+# bounded by PROFIT_TIMEOUT s) and packs the run folders without weights and checkpoints into
+# OUT/profit_runs.tar.gz; unpack it under runs/cuda and run
+# `PROFIT_RUNS=runs/cuda scripts/profit_table.sh SPEC... -- SEEDS...` to write the table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 deps=$(realpath "${1:?deps folder}")
@@ -60,6 +65,32 @@ if [[ $stages == *,bench,* ]]; then
   step ao_b128 timeout 120 $py bench/torch_ao_step.py "${common[@]}" --batch 128 --size 224 \
     --rounds 2 --steps 2 --json "$out/ao_cuda_b128_224.json"
   grep -h -A20 "^variant" "$log" | tail -n 60
+fi
+if [[ $stages == *,profit,* ]]; then
+  specs=${PROFIT_SPECS:-"w4a4@1,2,3 w4a4_nostab@1,2,3 w3a3@1,2,3 noprofit:w3a3@1,2,3 w2a2@1,2,3"}
+  jobs=()
+  for spec in $specs; do
+    [[ $spec == *@* ]] || spec=$spec@1
+    name=${spec%%@*} kind=profit b=$name
+    if [[ $name == *:* ]]; then kind=${name%%:*} b=${name#*:}; fi
+    recipe=recipes/${kind}_mobilenet_v2_fmnist_${b}.yaml
+    [ -f "recipes/$name.yaml" ] && recipe=recipes/$name.yaml kind= b=$name
+    IFS=, read -r -a seeds <<<"${spec#*@}"
+    for seed in "${seeds[@]}"; do jobs+=("$recipe ${kind:+${kind}_}${b}_s$seed $seed"); done
+  done
+  mkdir -p runs/cuda
+  run_one() {  # run_one RECIPE NAME SEED
+    timeout "${PROFIT_TIMEOUT:-420}" ./$build/profit quantize --recipe "$1" --seed "$3" \
+      --device cuda --data-root "$deps/fashion-mnist" --out "runs/cuda/$2" --progress false \
+      >"runs/cuda/$2.log" 2>&1
+    echo "$2: rc $?"
+  }
+  export -f run_one
+  export build deps
+  step profit_runs bash -c 'printf "%s\n" "$@" | xargs -P "${PROFIT_JOBS:-6}" -L 1 bash -c \
+    "run_one \$0 \$1 \$2"' _ "${jobs[@]}"
+  tar -czf "$out/profit_runs.tar.gz" -C runs/cuda --exclude='*.ckpt' --exclude='*.safetensors' .
+  grep -h "rc " "$log" | tail -n 20
 fi
 if [[ $stages == *,demo,* ]]; then
   step demo ./$build/profit quantize --recipe recipes/demo_profit_w4a4.yaml --device cuda \

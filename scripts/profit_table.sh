@@ -12,8 +12,11 @@
 #         (w4a4_nostab: recipes/profit_mobilenet_v2_fmnist_w4a4_nostab.yaml, no BN-stabilize phases)
 #   SPEC@S1,S2: that spec with its own seeds instead of the common ones
 #   e.g. scripts/profit_table.sh w4a4 w3a3 noprofit:w3a3 -- 1 2 3
+#   PROFIT_RUNS=DIR: run folders under DIR instead of runs/ (e.g. runs/cuda, unpacked from the
+#   GPU runs of scripts/device_check.sh's profit stage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+runs=${PROFIT_RUNS:-runs}
 bits=() seeds=()
 target=bits
 for a in "$@"; do
@@ -40,10 +43,15 @@ for spec in "${bits[@]}"; do
     recipe=recipes/${kind}_mobilenet_v2_fmnist_${b}.yaml name=${kind}_${b}
   fi
   for s in "${spec_seeds[@]}"; do
-    out=runs/${name}_s${s}
-    ./build/profit quantize --recipe "$recipe" --seed "$s" --out "$out" --resume true --progress false
-    ./build/profit aiwq --run "$out" --svg "docs/img/$(basename "$out")_aiwq.svg" > "$out/aiwq.txt"
-    /usr/bin/python3 scripts/plot_profit.py "$out" "docs/img/$(basename "$out")_curves.svg"
+    out=$runs/${name}_s${s}
+    # Runs made elsewhere (the device_check.sh profit stage) come without checkpoints: as they are.
+    if [ ! -f "$out/summary.json" ] || [ -f "$out/last.ckpt" ]; then
+      ./build/profit quantize --recipe "$recipe" --seed "$s" --out "$out" --resume true --progress false
+    fi
+    img=$(basename "$out")
+    [ "$runs" = runs ] || img=$(basename "$runs")_$img  # e.g. cuda_profit_w4a4_s1
+    ./build/profit aiwq --run "$out" --svg "docs/img/${img}_aiwq.svg" > "$out/aiwq.txt"
+    /usr/bin/python3 scripts/plot_profit.py "$out" "docs/img/${img}_curves.svg"
     summaries+=("$out/summary.json")
   done
 done

@@ -239,7 +239,7 @@ def profit_section(command, paths):
                     f"{c['profit']['freeze_order']} order)" if frozen else "no freezing")
         if not any(ph["kind"] == "bn" for ph in r["phases"]):
             schedule += ", no BN-stabilize phases"
-        key = (c["model"]["arch"], c["model"]["width"], policy_method(p),
+        key = (r.get("device", "cpu"), c["model"]["arch"], c["model"]["width"], policy_method(p),
                r["phases"][-1]["weight_bits"],
                r["phases"][-1]["act_bits"], schedule, sum(ph["epochs"] for ph in r["phases"]))
         groups.setdefault(key, []).append((p, r))
@@ -257,20 +257,21 @@ def profit_section(command, paths):
         "",
     ]
     summary_rows = []
-    for (arch, width, method, wb, ab, schedule, total_epochs), rs in groups.items():
+    show_device = any(k[0] != "cpu" for k in groups)
+    for (device, arch, width, method, wb, ab, schedule, total_epochs), rs in groups.items():
         fp = [r["fp"]["top1"] for _, r in rs]
         fin = [r["final"]["top1"] for _, r in rs]
         ema = [r["final_ema"]["top1"] for _, r in rs if "final_ema" in r]
         drop = [f - q for f, q in zip(fp, fin)]
         r0 = rs[0][1]
         seeds = ", ".join(str(r["config"]["train"]["seed"]) for _, r in rs)
-        summary_rows.append([
+        summary_rows.append(([device] if show_device else []) + [
             f"{arch} w{width}", method, f"W{wb}A{ab}", schedule, total_epochs, seeds, mean_std(fp),
             mean_std(fin), mean_std(ema) if ema else "-", mean_std(drop),
             f"{r0['size_bytes'] / 1048576:.3f} (FP {r0['fp_size_bytes'] / 1048576:.3f})",
             f"{r0['bops'] / 1e9:.3f} (FP {r0['fp_bops'] / 1e9:.2f})",
             f"{sum(r['seconds'] for _, r in rs) / len(rs) / 60:.0f} min"])
-    rows += table(["model", "quantizer", "W/A", "schedule", "epochs", "seeds", "FP top-1", "final top-1",
+    rows += table((["device"] if show_device else []) + ["model", "quantizer", "W/A", "schedule", "epochs", "seeds", "FP top-1", "final top-1",
                    "EMA top-1", "drop vs FP (pt)", "size MiB", "GBOPS", "train time"],
                   summary_rows)
     gap_runs = [(p, r) for p, r in runs if "final_train_mode" in r]
@@ -319,7 +320,9 @@ def profit_section(command, paths):
              for ph in r["phases"]])
         for img, what in [("curves", "Training loss per phase and test top-1"),
                           ("aiwq", "AIWQ per conv layer")]:
-            name = f"img/{run_dir.name}_{img}.svg"
+            stem = run_dir.name if run_dir.parent.name == "runs" else \
+                f"{run_dir.parent.name}_{run_dir.name}"  # as scripts/profit_table.sh names them
+            name = f"img/{stem}_{img}.svg"
             if (DOC.parent / name).exists():
                 rows += ["", f"{what}: ![{what}]({name})"]
     write_section("profit", rows)

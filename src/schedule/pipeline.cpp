@@ -454,7 +454,8 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                   {"bops", q_cost.bops},
                   {"seconds", run_seconds},
                   {"train_seconds", train_seconds},
-                  {"resumed", resuming}};
+                  {"resumed", resuming},
+                  {"device", device.str()}};
   if (ema) summary.json["final_ema"] = eval_json(final_ema);
   if (settings.eval_train_mode)  // the BN train/eval gap on the full test set
     summary.json["final_train_mode"] = eval_json(evaluate_train_mode(test_loader));
