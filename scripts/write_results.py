@@ -12,6 +12,7 @@ Sections are delimited by <!-- NAME:begin --> / <!-- NAME:end --> markers, so re
 replaces only its own section. Numbers come only from the summary file: nothing is typed by hand.
 """
 import json
+import statistics
 import pathlib
 import platform
 import subprocess
@@ -207,7 +208,37 @@ def fat_section(command, paths):
     rows += table(["W/A bits", "weights", "rescaled", "calibrated top-1", "after training top-1",
                    "drop vs FP (pt)", "train time", "int32 biases (clipped)"],
                   [row(r) for r in runs])
+    for p, r in zip(paths, runs):
+        rescale = pathlib.Path(p).parent / "rescale.json"
+        if r["rescaled"] and rescale.exists():
+            rows += rescale_rows(pathlib.Path(p).parent, json.load(open(rescale)))
     write_section("fat", rows)
+
+
+def rescale_rows(run_dir, report):
+    """Depthwise->pointwise rescaling (fat.md §6): per pair, how far the depthwise filters'
+    per-channel weight ranges (max |w| per channel) spread before and after, from rescale.json."""
+    def spread(t):
+        return max(t) / statistics.median(t)
+    rows = [
+        "",
+        f"### Depthwise rescaling report (`{run_dir}/rescale.json`)",
+        "",
+        "Per depthwise conv: channels; 'locked' = ReLU6 channels whose largest pre-activation on the "
+        "calibration images reaches 5.9, near the 6.0 clip (kept at scale 1, fat.md §6.2); "
+        "'capped' = scales limited so that no pre-activation is pushed past the clip; "
+        "spread = largest / median per-channel weight range, before and after rescaling. A "
+        "per-tensor weight grid is set by the largest channel, so a smaller spread gives the "
+        "median channel more quantization levels. FP logits are unchanged by the rescaling "
+        "(test FatRescale).",
+        "",
+    ]
+    rows += table(["depthwise conv", "channels", "locked", "capped", "spread before",
+                   "spread after"],
+                  [[f"`{q['depthwise']}`", q["channels"], q["locked"], q["capped"],
+                    f"{spread(q['t_before']):.2f}", f"{spread(q['t_after']):.2f}"]
+                   for q in report["pairs"]])
+    return rows
 
 
 def mean_std(values):
