@@ -30,6 +30,9 @@ def pair_rows(fat_path, qat_dir):
             pol[k.strip()] = v.strip()
     reached = next((r for r in epochs if r["test"]["top1"] >= target), None)
     f = fat["config"]["fat"]
+    # Images seen by the training loops (FAT's per-epoch held-out evaluation is in its time).
+    fat_images = fat["steps"] * fat["config"]["train"]["batch_size"]
+    qat_batch = json.load(open(pathlib.Path(qat_dir) / "config.json"))["train"]["batch_size"]
     rows = [
         f"### W{f['w_bits']}A{f['a_bits']}",
         "",
@@ -40,13 +43,17 @@ def pair_rows(fat_path, qat_dir):
         f"CE + soft CE against the FP model (`{qat_dir}`), test set evaluated after every 100 "
         "steps; its time counts training steps only.",
         "",
-        "| run | test top-1 | training time | whole run |",
-        "|---|---|---|---|",
-        f"| FAT | {target:.2f} | {fat['train_seconds']:.0f} s | {fat['seconds']:.0f} s |",
+        "| run | test top-1 | training images | training time | ms per training image | "
+        "whole run |",
+        "|---|---|---|---|---|---|",
+        f"| FAT | {target:.2f} | {fat_images:,} | {fat['train_seconds']:.0f} s | "
+        f"{1000 * fat['train_seconds'] / fat_images:.1f} | {fat['seconds']:.0f} s |",
     ]
     for r in epochs:
-        rows.append(f"| full QAT after {r['step']} steps | {r['test']['top1']:.2f} | "
-                    f"{r['train_seconds']:.0f} s | {r['elapsed_seconds']:.0f} s |")
+        images = r["step"] * qat_batch
+        rows.append(f"| full QAT after {r['step']} steps | {r['test']['top1']:.2f} | {images:,} | "
+                    f"{r['train_seconds']:.0f} s | {1000 * r['train_seconds'] / images:.1f} | "
+                    f"{r['elapsed_seconds']:.0f} s |")
     rows.append("")
     if reached:
         rows.append(f"Full QAT first reaches FAT's accuracy after {reached['step']} steps: "
@@ -64,6 +71,7 @@ def pair_rows(fat_path, qat_dir):
 
 
 def main(command, *pairs):
+    command = command.strip()  # "scripts/fat_vs_qat.sh " when it ran without arguments
     rows = [
         "## FAT vs full QAT: time to the same accuracy (reference MobileNetV2, Fashion-MNIST)",
         "",
