@@ -17,7 +17,12 @@ bash scripts/ptq_table.sh
 bash scripts/fat_table.sh
 bash scripts/fat_vs_qat.sh
 v2=(w4a4 w4a4_nostab w3a3 noprofit:w3a3 w2a2)
-bash scripts/profit_table.sh "${v2[@]}" -- "${seeds[@]}"
+# One seed of every configuration first, then the next seed of each: an interrupted
+# reproduction still has every row (the table is rewritten after each pass; finished runs are
+# only re-evaluated).
+for ((k = 1; k <= ${#seeds[@]}; ++k)); do
+  bash scripts/profit_table.sh "${v2[@]}" -- "${seeds[@]:0:k}"
+done
 bash scripts/train_fp_models.sh
 bash scripts/profit_table.sh "${v2[@]}" profit_mobilenet_v1_fmnist_w4a4@1 \
   profit_mobilenet_v3_large_fmnist_w4a4@1 profit_mobilenet_v3_large_fmnist_w3a3 \

@@ -325,7 +325,10 @@ def profit_section(command, paths):
               "yes" if any(ph["kind"] == "bn" for ph in r["phases"]) else "no",
               f"{r['final']['top1']:.2f}", f"{r['final_train_mode']['top1']:.2f}",
               f"{r['final_train_mode']['top1'] - r['final']['top1']:.2f}"] for p, r in gap_runs])
-    for p, r in runs:
+    # Phase tables and plots for one run per group (its lowest seed): the other seeds' are in
+    # their run folders and docs/img.
+    shown = [min(rs, key=lambda pr: pr[1]["config"]["train"]["seed"]) for rs in groups.values()]
+    for p, r in shown:
         c = r["config"]
         run_dir = pathlib.Path(p).parent
         rows += [
