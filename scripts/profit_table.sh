@@ -10,6 +10,7 @@
 #         or any recipe name, e.g. profit_mobilenet_v1_fmnist_w4a4 (recipes/NAME.yaml,
 #         runs/NAME_sSEED; the V1 / V3-Large recipes need scripts/train_fp_models.sh first)
 #         (w4a4_nostab: recipes/profit_mobilenet_v2_fmnist_w4a4_nostab.yaml, no BN-stabilize phases)
+#         (w4a4_init999: the same with DuQ activation clips initialised at the 0.999 quantile)
 #   SPEC@S1,S2: that spec with its own seeds instead of the common ones
 #   e.g. scripts/profit_table.sh w4a4 w3a3 noprofit:w3a3 -- 1 2 3
 #   PROFIT_RUNS=DIR: run folders under DIR instead of runs/ (e.g. runs/cuda, unpacked from the

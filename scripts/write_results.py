@@ -250,14 +250,19 @@ def mean_std(values):
     return f"{m:.2f} ± {sd:.2f}"
 
 
-def policy_method(summary_path):
-    """The quantizer named by the run's policy.yaml (written next to the summary)."""
+def policy_value(summary_path, key, default="?"):
+    """A top-level value of the run's policy.yaml (written next to the summary)."""
     policy = pathlib.Path(summary_path).parent / "policy.yaml"
     if policy.exists():
         for line in policy.read_text().splitlines():
-            if line.startswith("method:"):
+            if line.startswith(key + ":"):
                 return line.split(":", 1)[1].strip()
-    return "?"
+    return default
+
+
+def policy_method(summary_path):
+    """The quantizer named by the run's policy.yaml."""
+    return policy_value(summary_path, "method")
 
 
 def profit_section(command, paths):
@@ -270,6 +275,9 @@ def profit_section(command, paths):
                     f"{c['profit']['freeze_order']} order)" if frozen else "no freezing")
         if not any(ph["kind"] == "bn" for ph in r["phases"]):
             schedule += ", no BN-stabilize phases"
+        quantile = policy_value(p, "act_init_quantile", None)  # absent: the spec's 0.95
+        if quantile is not None:
+            schedule += f", activation clips start at the {float(quantile):g} quantile"
         key = (r.get("device", "cpu"), c["model"]["arch"], c["model"]["width"], policy_method(p),
                r["phases"][-1]["weight_bits"],
                r["phases"][-1]["act_bits"], schedule, sum(ph["epochs"] for ph in r["phases"]))

@@ -96,15 +96,19 @@ void DuqImpl::init_from(const torch::Tensor& h) {
     return;
   }
   // Activations: P95 of the strictly positive values of the kind's statistic (§1.6, intended):
-  // the element at sorted index floor(0.95 n), found by selection (kthvalue, 1-based) on h's
-  // own device instead of a full sort on the host (large inputs on a GPU took minutes).
+  // the element at sorted index floor(0.95 n) (0.95: act_init_quantile), found by selection
+  // (kthvalue, 1-based) on h's own device instead of a full sort on the host (large inputs on a GPU
+  // took minutes).
   torch::Tensor stat = h.detach().flatten().to(torch::kFloat64);
   if (spec_.kind() == SiteKind::kS) stat = stat.abs();
   if (spec_.kind() == SiteKind::kH) stat = stat + 0.375;
   auto pos = stat.masked_select(stat > 0);
   double v = 1e-3;
   if (pos.numel() > 0) {
-    const auto k = static_cast<int64_t>(std::floor(0.95 * static_cast<double>(pos.numel())));
+    const double q = spec_.act_init_quantile();
+    const auto k =
+        std::min<int64_t>(static_cast<int64_t>(std::floor(q * static_cast<double>(pos.numel()))),
+                          pos.numel() - 1);  // q = 1: the largest value
     v = std::get<0>(pos.kthvalue(k + 1)).item<double>();
   }
   if (spec_.relu6_cap()) v = std::min(v, 6.0);

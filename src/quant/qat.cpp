@@ -115,7 +115,11 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       p.relu6_to_relu = yaml_value<bool>(v, path, key);
     else if (key == "quantize_gate")
       p.quantize_gate = yaml_value<bool>(v, path, key);
-    else if (key == "placement") {
+    else if (key == "act_init_quantile") {
+      p.act_init_quantile = yaml_value<double>(v, path, key);
+      TORCH_CHECK(p.act_init_quantile > 0.0 && p.act_init_quantile <= 1.0, path,
+                  ": act_init_quantile must be in (0, 1], got ", p.act_init_quantile);
+    } else if (key == "placement") {
       p.placement = yaml_value<std::string>(v, path, key);
       TORCH_CHECK(p.placement == "profit" || p.placement == "fat", path,
                   ": placement must be profit or fat, got '", p.placement, "'");
@@ -163,6 +167,8 @@ std::string policy_to_yaml(const QuantPolicy& p) {
   out << YAML::Key << "relu6_to_relu" << YAML::Value << p.relu6_to_relu;
   out << YAML::Key << "quantize_gate" << YAML::Value << p.quantize_gate;
   out << YAML::Key << "placement" << YAML::Value << p.placement;
+  if (p.act_init_quantile != 0.95)  // written only when changed: default policies read as before
+    out << YAML::Key << "act_init_quantile" << YAML::Value << p.act_init_quantile;
   if (!p.rules.empty()) {
     out << YAML::Key << "overrides" << YAML::Value << YAML::BeginSeq;
     for (const auto& r : p.rules) {
@@ -238,7 +244,10 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
     Resolved r = resolve(policy, site, type);
     if (r.skip) return nullptr;
     if (default_bits && !r.pinned_bits) r.bits = default_bits;
-    auto spec = QuantSpec(r.method, r.bits, kind).fused(fused).relu6_cap(relu6);
+    auto spec = QuantSpec(r.method, r.bits, kind)
+                    .fused(fused)
+                    .relu6_cap(relu6)
+                    .act_init_quantile(policy.act_init_quantile);
     if (r.per_channel) spec.per_channel(true).channels(channels);
     auto q = make_quantizer(spec, site);
     sites.push_back({site, type, q});

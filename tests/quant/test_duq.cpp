@@ -177,6 +177,17 @@ TEST(Duq, ActivationInitUsesP95OfTheKindStatistic) {
   DuqImpl random(QuantSpec("duq", 4, SiteKind::kU));
   random.init_from(r);
   EXPECT_NEAR(random.a().item<double>(), expect, 1e-6 * expect);
+  // Another quantile (the option beside the spec's 0.95): floor(0.99 * 100) = 99 -> 100; 1.0
+  // is the largest value.
+  DuqImpl q99(QuantSpec("duq", 4, SiteKind::kU).act_init_quantile(0.99));
+  q99.init_from(torch::cat({-v, v}));
+  EXPECT_NEAR(q99.a().item<double>(), 100.0, 1e-3);
+  DuqImpl q50(QuantSpec("duq", 4, SiteKind::kU).act_init_quantile(0.5));
+  q50.init_from(v);  // index 50 -> 51
+  EXPECT_NEAR(q50.a().item<double>(), 51.0, 1e-3);
+  DuqImpl q1(QuantSpec("duq", 4, SiteKind::kU).act_init_quantile(1.0));
+  q1.init_from(v);
+  EXPECT_NEAR(q1.a().item<double>(), 100.0, 1e-3);
 }
 
 TEST(Quantizer, StatesAndRegistry) {

@@ -106,6 +106,20 @@ TEST(Qat, PolicyOverridesAndFiles) {
   std::ofstream(dir / "bits.yaml") << "weight_bits: 9\n";
   EXPECT_ERROR_CONTAINS(load_policy((dir / "bits.yaml").string()),
                         "key 'weight_bits' must be in [2, 8], got 9");
+  std::ofstream(dir / "q.yaml") << "act_init_quantile: 0\n";
+  EXPECT_ERROR_CONTAINS(load_policy((dir / "q.yaml").string()),
+                        "q.yaml: act_init_quantile must be in (0, 1], got 0");
+  // The quantile reaches every DuQ site and survives the YAML round trip (written only when
+  // it is not the spec's 0.95).
+  std::ofstream(dir / "q2.yaml") << "method: duq\nact_init_quantile: 0.999\n";
+  const auto q2 = load_policy((dir / "q2.yaml").string());
+  EXPECT_DOUBLE_EQ(q2.act_init_quantile, 0.999);
+  std::ofstream(dir / "q3.yaml") << policy_to_yaml(q2);
+  EXPECT_DOUBLE_EQ(load_policy((dir / "q3.yaml").string()).act_init_quantile, 0.999);
+  EXPECT_EQ(policy_to_yaml(policy).find("act_init_quantile"), std::string::npos);
+  auto with_q = tiny("mobilenet_v2");
+  for (const auto& s : quantize(*with_q, q2))
+    EXPECT_DOUBLE_EQ(s.quantizer->spec().act_init_quantile(), 0.999) << s.name;
   std::ofstream(dir / "m.yaml") << "method: nope\n";
   auto other = tiny("mobilenet_v2");
   EXPECT_ERROR_CONTAINS(quantize(*other, load_policy((dir / "m.yaml").string())),

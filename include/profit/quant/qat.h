@@ -52,13 +52,16 @@ struct QuantPolicy {
   /// precision highway), the last activation before pooling, the SE gates and the logits
   /// ("<classifier linear>.output") are quantized too).
   std::string placement = "profit";
+  /// DuQ activation clips start at this quantile of the positive values (profit.md §1.6: 0.95).
+  double act_init_quantile = 0.95;
   std::vector<PolicyRule> rules;
 };
 
 /// Reads a YAML policy. Keys: method, weight_method, act_bits, weight_bits, per_channel,
-/// relu6_to_relu, quantize_gate, placement, overrides: [{pattern, method, bits, per_channel,
-/// skip}]. Unknown keys and bad values are errors naming the file and key. With `section`, the
-/// policy is that top-level section of the file (a recipe's `policy:`); absent -> defaults.
+/// relu6_to_relu, quantize_gate, placement, act_init_quantile, overrides: [{pattern, method, bits,
+/// per_channel, skip}]. Unknown keys and bad values are errors naming the file and key. With
+/// `section`, the policy is that top-level section of the file (a recipe's `policy:`); absent ->
+/// defaults.
 QuantPolicy load_policy(const std::string& path, const std::string& section = "");
 
 /// The policy as YAML that load_policy() reads back to an equal policy.

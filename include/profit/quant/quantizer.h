@@ -57,6 +57,9 @@ struct QuantSpec {
   TORCH_ARG(int64_t, channels) = 0;      // output channels; required with per_channel
   /// ReLU6 sites: cap the initial clip at 6 (PROFIT §1.6).
   TORCH_ARG(bool, relu6_cap) = false;
+  /// Activation sites of DuQ: the initial clip is this quantile of the positive values
+  /// (profit.md §1.6: 0.95, i.e. 5 % of them saturate at first); in (0, 1].
+  TORCH_ARG(double, act_init_quantile) = 0.95;
 };
 
 /// Base class of all quantizers.
