@@ -95,10 +95,10 @@ void DuqImpl::init_from(const torch::Tensor& h) {
     initialized_ = true;
     return;
   }
-  // Activations: P95 of the strictly positive values of the kind's statistic (§1.6, intended):
-  // the element at sorted index floor(0.95 n) (0.95: act_init_quantile), found by selection
-  // (kthvalue, 1-based) on h's own device instead of a full sort on the host (large inputs on a GPU
-  // took minutes).
+  // Activations: the q-quantile (q = act_init_quantile, the spec's 0.95) of the strictly positive
+  // values of the kind's statistic (§1.6, intended): the element at sorted index floor(q n),
+  // found by selection (kthvalue, 1-based) on h's own device instead of a full sort on the host
+  // (large inputs on a GPU took minutes).
   torch::Tensor stat = h.detach().flatten().to(torch::kFloat64);
   if (spec_.kind() == SiteKind::kS) stat = stat.abs();
   if (spec_.kind() == SiteKind::kH) stat = stat + 0.375;
