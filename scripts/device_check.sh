@@ -69,14 +69,11 @@ fi
 if [[ $stages == *,profit,* ]]; then
   specs=${PROFIT_SPECS:-"w4a4@1,2,3 w4a4_nostab@1,2,3 w3a3@1,2,3 noprofit:w3a3@1,2,3 w2a2@1,2,3"}
   jobs=()
+  source scripts/profit_spec.sh
   for spec in $specs; do
-    [[ $spec == *@* ]] || spec=$spec@1
-    name=${spec%%@*} kind=profit b=$name
-    if [[ $name == *:* ]]; then kind=${name%%:*} b=${name#*:}; fi
-    recipe=recipes/${kind}_mobilenet_v2_fmnist_${b}.yaml
-    [ -f "recipes/$name.yaml" ] && recipe=recipes/$name.yaml kind= b=$name
-    IFS=, read -r -a seeds <<<"${spec#*@}"
-    for seed in "${seeds[@]}"; do jobs+=("$recipe ${kind:+${kind}_}${b}_s$seed $seed"); done
+    profit_spec "$spec" || exit 1
+    [ ${#spec_seeds[@]} -gt 0 ] || spec_seeds=(1)
+    for seed in "${spec_seeds[@]}"; do jobs+=("$spec_recipe ${spec_name}_s$seed $seed"); done
   done
   mkdir -p runs/cuda
   run_one() {  # run_one RECIPE NAME SEED

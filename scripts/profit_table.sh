@@ -12,6 +12,7 @@
 #         (w4a4_nostab: recipes/profit_mobilenet_v2_fmnist_w4a4_nostab.yaml, no BN-stabilize phases)
 #         (w4a4_init999: the same with DuQ activation clips initialised at the 0.999 quantile)
 #   SPEC@S1,S2: that spec with its own seeds instead of the common ones
+#   (the mapping lives in scripts/profit_spec.sh, shared with device_check.sh)
 #   e.g. scripts/profit_table.sh w4a4 w3a3 noprofit:w3a3 -- 1 2 3
 #   PROFIT_RUNS=DIR: run folders under DIR instead of runs/ (e.g. runs/cuda, unpacked from the
 #   GPU runs of scripts/device_check.sh's profit stage)
@@ -30,19 +31,11 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build profit >/dev/null
 mkdir -p docs/img
 summaries=()
+source scripts/profit_spec.sh
 for spec in "${bits[@]}"; do
-  spec_seeds=("${seeds[@]}")
-  if [[ $spec == *@* ]]; then
-    IFS=, read -r -a spec_seeds <<< "${spec#*@}"
-    spec=${spec%%@*}
-  fi
-  if [ -f "recipes/$spec.yaml" ]; then
-    recipe=recipes/$spec.yaml name=$spec
-  else
-    kind=profit b=$spec
-    if [[ $spec == *:* ]]; then kind=${spec%%:*} b=${spec#*:}; fi
-    recipe=recipes/${kind}_mobilenet_v2_fmnist_${b}.yaml name=${kind}_${b}
-  fi
+  profit_spec "$spec"
+  recipe=$spec_recipe name=$spec_name
+  [ ${#spec_seeds[@]} -gt 0 ] || spec_seeds=("${seeds[@]}")
   for s in "${spec_seeds[@]}"; do
     out=$runs/${name}_s${s}
     # Runs made elsewhere (the device_check.sh profit stage) come without checkpoints: as they are.

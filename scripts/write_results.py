@@ -278,6 +278,8 @@ def profit_section(command, paths):
         quantile = policy_value(p, "act_init_quantile", None)  # absent: the spec's 0.95
         if quantile is not None:
             schedule += f", activation clips start at the {float(quantile):g} quantile"
+        if c["profit"].get("lr_update", "epoch") == "step":
+            schedule += ", learning rate updated every step"
         key = (r.get("device", "cpu"), c["model"]["arch"], c["model"]["width"], policy_method(p),
                r["phases"][-1]["weight_bits"],
                r["phases"][-1]["act_bits"], schedule, sum(ph["epochs"] for ph in r["phases"]))

@@ -207,12 +207,15 @@ std::vector<Phase> phases_from_json(const nlohmann::json& j) {
 }
 
 double lr_multiplier(const Phase& phase, int64_t epoch) {
+  return lr_multiplier_at(phase, static_cast<double>(epoch));
+}
+
+double lr_multiplier_at(const Phase& phase, double t) {
   if (phase.kind == PhaseKind::kSample) return 1.0;
-  const auto e = static_cast<double>(epoch);
   const auto w = static_cast<double>(phase.warmup);
-  if (epoch < phase.warmup) return 0.1 + 0.9 * e / w;
+  if (t < w) return 0.1 + 0.9 * t / w;
   const double span = static_cast<double>(phase.epochs - phase.warmup);
-  return 1e-3 + (1.0 - 1e-3) * (1.0 + std::cos(M_PI * (e - w) / span)) / 2.0;
+  return 1e-3 + (1.0 - 1e-3) * (1.0 + std::cos(M_PI * (t - w) / span)) / 2.0;
 }
 
 std::string describe(const std::vector<Phase>& phases) {

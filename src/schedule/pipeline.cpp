@@ -137,6 +137,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                                {cfg.eval_batch_size, false, false, cfg.workers, 4, cfg.seed});
   int64_t steps_per_epoch = loader.batches_per_epoch();
   if (cfg.steps_per_epoch > 0) steps_per_epoch = std::min(steps_per_epoch, cfg.steps_per_epoch);
+  const bool per_step_lr = settings.lr_update == "step";
 
   io::TrainPosition pos;
   if (resuming) {
@@ -271,7 +272,11 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     const io::CheckpointRefs refs{model.get(), ema ? ema->model().get() : nullptr,
                                   opt.optimizer.get()};
     if (load_optimizer) {  // the resumed phase: optimizer state and RNG from the checkpoint
-      io::load_checkpoint(ckpt, {nullptr, nullptr, opt.optimizer.get()}, pos, device);
+      // A checkpoint taken at a phase's start holds the finished phase's optimizer (other groups,
+      // other momenta); an uninterrupted run starts the phase with a fresh one (§5.2), so only a
+      // mid-phase checkpoint's optimizer state is this phase's.
+      if (pos.epoch > 0 || pos.batch > 0)
+        io::load_checkpoint(ckpt, {nullptr, nullptr, opt.optimizer.get()}, pos, device);
       io::restore_rng(pos, device);
       load_optimizer = false;
     }
@@ -303,7 +308,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     double phase_best = -1.0;
     train::EvalResult last_model, last_ema, last_train_mode;
     for (; pos.epoch < ph.epochs; ++pos.epoch, pos.batch = 0) {
-      const double mult = lr_multiplier(ph, pos.epoch);
+      double mult = lr_multiplier(ph, pos.epoch);
       apply_lr(opt, mult);
       model->train();
       if (meter) {
@@ -321,6 +326,11 @@ QuantizeSummary run_quantize(QuantizeJob job) {
       int64_t seen_here = 0;
       auto loop_start = Clock::now();
       while (pos.batch < steps_per_epoch && it->next(batch)) {
+        if (per_step_lr) {  // from the position alone, so a resumed run gets the same rates
+          mult = lr_multiplier_at(ph, static_cast<double>(pos.epoch) +
+                                          static_cast<double>(pos.batch) / steps_per_epoch);
+          apply_lr(opt, mult);
+        }
         auto x = batch.images.to(device), y = batch.labels.to(device);
         torch::Tensor target;
         if (teacher) {
@@ -428,6 +438,13 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     }
   }
 
+  if (finished_before && !phases.empty()) {  // quantizers as the last phase left them
+    const std::vector<quant::QuantSite>* both[] = {&sites, &ema_sites};
+    for (const auto* s : both) {
+      set_role(*s, job.policy, SiteType::kActivation, phases.back().act_bits);
+      set_role(*s, job.policy, SiteType::kWeight, phases.back().weight_bits);
+    }
+  }
   // Final: full test set, model and EMA; cost of the FP and the quantized model.
   const auto [final_model, final_ema] = evaluate_both(test_loader, "final");
   // The run's time is fixed when it first finishes: re-evaluating a finished run adds nothing.

@@ -3,8 +3,10 @@
 // and a tiny end-to-end schedule (every phase kind, AIWQ, freezing, EMA, exact resume).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "helpers.h"
 #include "profit/common.h"
@@ -41,6 +43,29 @@ TEST(ScheduleLr, MultipliersMatchTheSpecLists) {
   sample.kind = PhaseKind::kSample;
   sample.epochs = 5;
   for (int e = 0; e < 5; ++e) EXPECT_EQ(lr_multiplier(sample, e), 1.0);
+}
+
+TEST(ScheduleLr, PerStepCurveMeetsTheEpochValuesAndAnneals) {
+  Phase ft;
+  ft.kind = PhaseKind::kFinetune;
+  ft.epochs = 15;
+  ft.warmup = 3;
+  for (int e = 0; e < 15; ++e) EXPECT_DOUBLE_EQ(lr_multiplier_at(ft, e), lr_multiplier(ft, e)) << e;
+  EXPECT_DOUBLE_EQ(lr_multiplier_at(ft, 1.5), 0.1 + 0.9 * 0.5);  // inside the warmup
+  // A 2-epoch phase without warmup: per epoch only 1.0 and 0.5; per step it reaches ~1e-3.
+  Phase short_ft;
+  short_ft.kind = PhaseKind::kFinetune;
+  short_ft.epochs = 2;
+  EXPECT_DOUBLE_EQ(lr_multiplier_at(short_ft, 1.0), lr_multiplier(short_ft, 1));
+  EXPECT_NEAR(lr_multiplier_at(short_ft, 1.0), 0.5005, 1e-12);
+  EXPECT_NEAR(lr_multiplier_at(short_ft, 0.5), 1e-3 + 0.999 * (1 + std::cos(M_PI / 4)) / 2, 1e-12);
+  EXPECT_NEAR(lr_multiplier_at(short_ft, 1.99), 1e-3 + 0.999 * (1 + std::cos(M_PI * 0.995)) / 2,
+              1e-12);
+  EXPECT_LT(lr_multiplier_at(short_ft, 1.99), 2e-3);
+  Phase sample;
+  sample.kind = PhaseKind::kSample;
+  sample.epochs = 2;
+  EXPECT_EQ(lr_multiplier_at(sample, 1.5), 1.0);
 }
 
 TEST(ScheduleExpand, ReferenceRecipeHas200EpochsInPaperOrder) {
@@ -362,12 +387,33 @@ TEST(ScheduleEndToEnd, V2AiwqFreezingEmaAndExactResume) {
       io::load_weights_file((fs::path(job2.cfg.out_dir) / "final_ema.safetensors").string());
   for (const auto& [k, v] : ea) EXPECT_TRUE(torch::equal(v, eb.at(k))) << k;
   EXPECT_EQ(resumed.json["final"]["top1"], j["final"]["top1"]);
-  // Resuming the finished run only re-evaluates: its recorded time does not grow.
+  // Resuming the finished run only re-evaluates, with the quantizers as the last phase left
+  // them: the same evaluation and cost; its recorded time does not grow.
   const auto again = run_quantize(job2);
-  EXPECT_EQ(again.json["final"]["top1"], j["final"]["top1"]);
+  EXPECT_EQ(again.json["final"], j["final"]);
+  EXPECT_EQ(again.json["final_ema"], j["final_ema"]);
+  EXPECT_EQ(again.json["bops"], j["bops"]);
+  EXPECT_EQ(again.json["size_bytes"], j["size_bytes"]);
   EXPECT_DOUBLE_EQ(again.json["seconds"].get<double>(), resumed.json["seconds"].get<double>());
   EXPECT_DOUBLE_EQ(again.json["train_seconds"].get<double>(),
                    resumed.json["train_seconds"].get<double>());
+
+  // Killed right after the start of a phase was saved (here w4.ft2, whose frozen group w4.ft1's
+  // optimizer does not have): the phase starts with a fresh optimizer, as in the uninterrupted
+  // run. Simulated by a run of the phases up to w4.ft1, then given the whole list.
+  auto job3 = tiny_job(dir, "mobilenet_v2");
+  job3.cfg.out_dir = (dir / "run3").string();
+  const auto all_phases = expand_schedule(job3.cfg.profit);
+  ASSERT_EQ(all_phases[7].name, "w4.ft2");
+  job3.phases.assign(all_phases.begin(), all_phases.begin() + 7);
+  ASSERT_FALSE(run_quantize(job3).stopped_early);
+  io::write_file_atomic((fs::path(job3.cfg.out_dir) / "phases.json").string(),
+                        to_json(all_phases).dump());
+  job3.phases.clear();
+  job3.cfg.resume = true;
+  ASSERT_FALSE(run_quantize(job3).stopped_early);
+  const auto c = io::load_weights_file((fs::path(job3.cfg.out_dir) / "final.safetensors").string());
+  for (const auto& [k, v] : a) EXPECT_TRUE(torch::equal(v, c.at(k))) << k;
 
   // ft3 froze the 34 top-ranked convs: their latent weights did not move after ft2 (ft3, bn2)
   // while their quantizer parameters kept training; unfrozen conv weights moved in ft3.
@@ -410,12 +456,29 @@ TEST(ScheduleEndToEnd, V3LargeRunsEveryPhaseKindAndMeasures46Convs) {
   job.cfg.ema_decay = 0.0;
   job.cfg.profit.sample_epochs = 1;
   job.cfg.profit.n_profit = 2;
+  job.cfg.profit.lr_update = "step";
+  job.cfg.log_every = 1;
   const auto s = run_quantize(job);
   EXPECT_EQ(s.json["phases"].size(), 9u);
   EXPECT_FALSE(s.json.contains("final_ema"));
   const auto aiwq = read_json(fs::path(job.cfg.out_dir) / "aiwq.json");
   EXPECT_EQ(aiwq["layers"].size(), 46u);
   EXPECT_EQ(aiwq["frozen"]["w4.ft2"].size(), 23u);
+  // lr_update = step: within each 2-step epoch of a 1-epoch phase the rate follows the cosine
+  // (1.0 then 0.5005 of the base 0.05); sample phases stay at 1.0.
+  std::ifstream metrics(fs::path(job.cfg.out_dir) / "metrics.jsonl");
+  std::string line;
+  std::map<std::string, std::vector<double>> lr;
+  while (std::getline(metrics, line)) {
+    const auto r = nlohmann::json::parse(line);
+    if (r["kind"] == "step") lr[r["phase"].get<std::string>()].push_back(r["lr"].get<double>());
+  }
+  for (const auto* name : {"fp", "a4.ft", "w4.bn", "w4.ft1", "w4.bn2"}) {
+    ASSERT_EQ(lr[name].size(), 2u) << name;
+    EXPECT_DOUBLE_EQ(lr[name][0], 0.05) << name;
+    EXPECT_NEAR(lr[name][1], 0.05 * 0.5005, 1e-12) << name;
+  }
+  EXPECT_EQ(lr["w4.sample"], std::vector<double>({0.05, 0.05}));
 }
 
 TEST(ScheduleEndToEnd, BadInputIsNamed) {
@@ -427,6 +490,9 @@ TEST(ScheduleEndToEnd, BadInputIsNamed) {
   job.cfg.profit.w_profit = "4";
   job.cfg.profit.w_bits = "9";
   EXPECT_ERROR_CONTAINS(run_quantize(job), "profit.w_bits: bit width 9");
+  job = tiny_job(dir, "mobilenet_v2");
+  job.cfg.profit.lr_update = "batch";
+  EXPECT_ERROR_CONTAINS(run_quantize(job), "profit.lr_update must be epoch or step, got 'batch'");
 }
 
 }  // namespace

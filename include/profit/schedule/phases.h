@@ -59,6 +59,12 @@ std::vector<Phase> phases_from_json(const nlohmann::json& j);
 ///   sample: 1;  e < w: 0.1 + 0.9 e / w;  else 1e-3 + (1 - 1e-3)(1 + cos(pi (e - w)/(E - w)))/2.
 double lr_multiplier(const Phase& phase, int64_t epoch);
 
+/// The same curve at a fractional epoch t in [0, E): with profit.lr_update = step the pipeline
+/// evaluates it before every step at t = epoch + batch / steps_per_epoch (beyond the spec, whose
+/// scheduler steps once per epoch: with phases of one or two short epochs, the per-epoch values
+/// 1.0 and 0.5 never anneal). At whole t it equals lr_multiplier(phase, t).
+double lr_multiplier_at(const Phase& phase, double t);
+
 /// One line per phase ("3  a8.ft  ft  15 ep  warmup 3  A8 W-  ..."), for --dry-run and logs.
 std::string describe(const std::vector<Phase>& phases);
 
