@@ -265,6 +265,15 @@ def policy_method(summary_path):
     return policy_value(summary_path, "method")
 
 
+def threads_note(rs):
+    """' (1 thread)' when the runs recorded their intra-op threads (older summaries did not)."""
+    counts = sorted({t for _, r in rs for t in r.get("threads", [])})
+    if not counts:
+        return ""
+    text = "/".join(str(t) for t in counts)
+    return f" ({text} thread{'s' if counts != [1] else ''})"
+
+
 def profit_section(command, paths):
     runs = [(p, json.load(open(p))) for p in paths]
     groups = {}
@@ -311,7 +320,7 @@ def profit_section(command, paths):
             mean_std(fin), mean_std(ema) if ema else "-", mean_std(drop),
             f"{r0['size_bytes'] / 1048576:.3f} (FP {r0['fp_size_bytes'] / 1048576:.3f})",
             f"{r0['bops'] / 1e9:.3f} (FP {r0['fp_bops'] / 1e9:.2f})",
-            f"{sum(r['seconds'] for _, r in rs) / len(rs) / 60:.0f} min"])
+            f"{sum(r['seconds'] for _, r in rs) / len(rs) / 60:.0f} min" + threads_note(rs)])
     rows += table((["device"] if show_device else []) + ["model", "quantizer", "W/A", "schedule", "epochs", "seeds", "FP top-1", "final top-1",
                    "EMA top-1", "drop vs FP (pt)", "size MiB", "GBOPS", "train time"],
                   summary_rows)

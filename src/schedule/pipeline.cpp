@@ -201,6 +201,15 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     results["phases"] = nlohmann::json::array();
     write_json(results_path, results);
   }
+  // Intra-op threads of every process that trained this run (the time depends on them); a
+  // finished run re-evaluated elsewhere keeps its list.
+  if (!(resuming && pos.phase >= static_cast<int64_t>(phases.size()))) {
+    auto& threads = results["threads"];
+    if (!threads.is_array()) threads = nlohmann::json::array();
+    const int now = at::get_num_threads();
+    if (std::find(threads.begin(), threads.end(), now) == threads.end()) threads.push_back(now);
+    write_json(results_path, results);
+  }
   // Training time survives a resume: the time up to the last checkpoint is kept in the results.
   const double elapsed_before = results.value("elapsed_seconds", 0.0);
   auto elapsed = [&] {
@@ -471,6 +480,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                   {"bops", q_cost.bops},
                   {"seconds", run_seconds},
                   {"train_seconds", train_seconds},
+                  {"threads", results.value("threads", nlohmann::json::array())},
                   {"resumed", resuming},
                   {"device", device.str()}};
   if (ema) summary.json["final_ema"] = eval_json(final_ema);

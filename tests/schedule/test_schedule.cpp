@@ -329,6 +329,7 @@ TEST(ScheduleEndToEnd, V2AiwqFreezingEmaAndExactResume) {
   const auto& j = summary.json;
   EXPECT_EQ(j["steps"].get<int64_t>(), 11 * 2);
   EXPECT_EQ(j["device"], "cpu");
+  EXPECT_EQ(j["threads"], nlohmann::json::array({at::get_num_threads()}));
   ASSERT_EQ(j["phases"].size(), 10u);
   EXPECT_TRUE(j.contains("final_ema"));
   // The BN train/eval gap: per phase (last epoch) and on the full test set at the end.
