@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PROFIT runs for docs/results.md: runs the given recipes for the given seeds (resuming any run
-# that was interrupted), draws the training curves and the AIWQ chart of each run, and writes the
-# table into docs/results.md.
+# that was interrupted; finished runs are taken as they are), draws the training curves and the
+# AIWQ chart of each run, and writes the table into docs/results.md.
 # Usage: scripts/profit_table.sh [SPEC...] [-- SEEDS...]     default: w4a4, seed 1
 #   SPEC: w4a4 | w3a3 | w2a2 (MobileNetV2 from models/fp_mobilenet_v2_fmnist:
 #         recipes/profit_mobilenet_v2_fmnist_SPEC.yaml, runs/profit_SPEC_sSEED)
@@ -40,8 +40,8 @@ for spec in "${bits[@]}"; do
   for s in "${spec_seeds[@]}"; do
     out=$runs/${spec_name}_s${s}
     outs+=("$out")
-    # Runs made elsewhere (the device_check.sh profit stage) come without checkpoints: as they are.
-    if [ ! -f "$out/summary.json" ] || [ -f "$out/last.ckpt" ]; then
+    # A finished run (it has its summary) is used as it is; an unfinished one resumes.
+    if [ ! -f "$out/summary.json" ]; then
       todo+=("$spec_recipe $s $out")
     fi
   done

@@ -20,7 +20,7 @@ bash scripts/fat_vs_qat.sh
 v2=(w4a4 w4a4_nostab w3a3 noprofit:w3a3 w2a2 w4a4_init999@1 w4a4_steplr@1 w4a4_ft4@1)
 # One seed of every configuration first, then the next seed of each: an interrupted
 # reproduction still has every row (the table is rewritten after each pass; finished runs are
-# only re-evaluated).
+# taken as they are).
 for ((k = 1; k <= ${#seeds[@]}; ++k)); do
   bash scripts/profit_table.sh "${v2[@]}" -- "${seeds[@]:0:k}"
 done
