@@ -49,15 +49,15 @@ done
 quantize() {  # quantize RECIPE SEED OUT
   ./build/profit quantize --recipe "$1" --seed "$2" --out "$3" --resume true --progress false
 }
-jobs=${PROFIT_JOBS:-1}
-if [ "$jobs" -le 1 ]; then
+parallel=${PROFIT_JOBS:-1}
+if [ "$parallel" -le 1 ]; then
   for t in "${todo[@]}"; do quantize $t; done
 elif [ ${#todo[@]} -gt 0 ]; then
-  # Several runs at once, each with an equal share of the cores (two 1-thread runs train about
-  # 1.3x more steps per second on 2 cores than one 2-thread run); each run logs to OUT.log.
-  export OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))
+  # Several runs at once, each with an equal share of the cores (small models train more steps
+  # per second in total that way than one run on all cores); each run logs to OUT.log.
+  export OMP_NUM_THREADS=$(( $(nproc) / parallel > 0 ? $(nproc) / parallel : 1 ))
   export -f quantize
-  printf '%s\n' "${todo[@]}" | xargs -P "$jobs" -L 1 bash -c 'quantize "$0" "$1" "$2" > "$2.log" 2>&1 || { echo "$2: failed, see $2.log" >&2; exit 1; }'
+  printf '%s\n' "${todo[@]}" | xargs -P "$parallel" -L 1 bash -c 'quantize "$0" "$1" "$2" > "$2.log" 2>&1 || { echo "$2: failed, see $2.log" >&2; exit 1; }'
 fi
 summaries=()
 for out in "${outs[@]}"; do

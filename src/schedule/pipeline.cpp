@@ -52,6 +52,13 @@ void set_role(const std::vector<quant::QuantSite>& sites, const quant::QuantPoli
   quant::set_state(sites, bits > 0 ? QuantState::kQuantizing : QuantState::kOff, type);
 }
 
+// Both roles as a phase wants them (0 bits: that role off).
+void set_phase_roles(const std::vector<quant::QuantSite>& sites, const quant::QuantPolicy& policy,
+                     const Phase& phase) {
+  set_role(sites, policy, SiteType::kActivation, phase.act_bits);
+  set_role(sites, policy, SiteType::kWeight, phase.weight_bits);
+}
+
 // The EMA starts its quantizer parameters (and "initialized" flags) from the model's (D3).
 // Copies into the live tensors (io::state_dict returns CPU copies: on CUDA a copy_ into them
 // would be lost).
@@ -203,12 +210,15 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   }
   // Intra-op threads of every process that trained this run (the time depends on them); a
   // finished run re-evaluated elsewhere keeps its list.
-  if (!(resuming && pos.phase >= static_cast<int64_t>(phases.size()))) {
+  const bool finished_before = resuming && pos.phase >= static_cast<int64_t>(phases.size());
+  if (!finished_before) {
     auto& threads = results["threads"];
     if (!threads.is_array()) threads = nlohmann::json::array();
     const int now = at::get_num_threads();
-    if (std::find(threads.begin(), threads.end(), now) == threads.end()) threads.push_back(now);
-    write_json(results_path, results);
+    if (std::find(threads.begin(), threads.end(), now) == threads.end()) {
+      threads.push_back(now);
+      write_json(results_path, results);
+    }
   }
   // Training time survives a resume: the time up to the last checkpoint is kept in the results.
   const double elapsed_before = results.value("elapsed_seconds", 0.0);
@@ -222,7 +232,6 @@ QuantizeSummary run_quantize(QuantizeJob job) {
       fs::exists(aiwq_path) && resuming ? read_json(aiwq_path) : nlohmann::json::object();
 
   QuantizeSummary summary;
-  const bool finished_before = resuming && pos.phase >= static_cast<int64_t>(phases.size());
   bool load_optimizer = resuming;
   std::vector<std::string> last_frozen;
   for (; pos.phase < static_cast<int64_t>(phases.size()); ++pos.phase, pos.epoch = 0) {
@@ -236,8 +245,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
       TORCH_CHECK(once.epoch(0)->next(b), "profit: the training set is smaller than one batch");
       return b.images.to(device);
     };
-    set_role(sites, job.policy, SiteType::kActivation, ph.act_bits);
-    set_role(sites, job.policy, SiteType::kWeight, ph.weight_bits);
+    set_phase_roles(sites, job.policy, ph);
     std::vector<SiteType> roles;
     if (ph.act_bits > 0) roles.push_back(SiteType::kActivation);
     if (ph.weight_bits > 0) roles.push_back(SiteType::kWeight);
@@ -250,8 +258,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
       if (ema) copy_quantizers(*model, *ema->model());
       std::cerr << "initialised " << n << " quantizers\n";
     }
-    set_role(ema_sites, job.policy, SiteType::kActivation, ph.act_bits);
-    set_role(ema_sites, job.policy, SiteType::kWeight, ph.weight_bits);
+    set_phase_roles(ema_sites, job.policy, ph);
 
     // Frozen layers of a PROFIT stage, from the saved ranking.
     std::vector<std::string> frozen;
@@ -448,11 +455,8 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   }
 
   if (finished_before && !phases.empty()) {  // quantizers as the last phase left them
-    const std::vector<quant::QuantSite>* both[] = {&sites, &ema_sites};
-    for (const auto* s : both) {
-      set_role(*s, job.policy, SiteType::kActivation, phases.back().act_bits);
-      set_role(*s, job.policy, SiteType::kWeight, phases.back().weight_bits);
-    }
+    set_phase_roles(sites, job.policy, phases.back());
+    set_phase_roles(ema_sites, job.policy, phases.back());
   }
   // Final: full test set, model and EMA; cost of the FP and the quantized model.
   const auto [final_model, final_ema] = evaluate_both(test_loader, "final");
