@@ -324,7 +324,10 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     double phase_best = -1.0;
     train::EvalResult last_model, last_ema, last_train_mode;
     for (; pos.epoch < ph.epochs; ++pos.epoch, pos.batch = 0) {
-      double mult = lr_multiplier(ph, pos.epoch);
+      // The epoch record reports the multiplier at the epoch's start in both modes (with
+      // lr_update step the rate then falls within the epoch; the step records show it).
+      const double epoch_mult = lr_multiplier(ph, pos.epoch);
+      double mult = epoch_mult;
       apply_lr(opt, mult);
       model->train();
       if (meter) {
@@ -409,7 +412,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                             {"act_bits", ph.act_bits},
                             {"weight_bits", ph.weight_bits},
                             {"epoch", pos.epoch + 1},
-                            {"lr_mult", mult},
+                            {"lr_mult", epoch_mult},
                             {"train_loss", train_loss},
                             {"train_top1", train_top1},
                             {"test", eval_json(last_model)}};

@@ -470,10 +470,16 @@ TEST(ScheduleEndToEnd, V3LargeRunsEveryPhaseKindAndMeasures46Convs) {
   std::ifstream metrics(fs::path(job.cfg.out_dir) / "metrics.jsonl");
   std::string line;
   std::map<std::string, std::vector<double>> lr;
+  int epochs = 0;
   while (std::getline(metrics, line)) {
     const auto r = nlohmann::json::parse(line);
     if (r["kind"] == "step") lr[r["phase"].get<std::string>()].push_back(r["lr"].get<double>());
+    if (r["kind"] == "epoch") {  // the epoch's starting multiplier, not its last step's
+      ++epochs;
+      EXPECT_EQ(r["lr_mult"].get<double>(), 1.0) << r["phase"];
+    }
   }
+  EXPECT_EQ(epochs, 9);
   for (const auto* name : {"fp", "a4.ft", "w4.bn", "w4.ft1", "w4.bn2"}) {
     ASSERT_EQ(lr[name].size(), 2u) << name;
     EXPECT_DOUBLE_EQ(lr[name][0], 0.05) << name;
