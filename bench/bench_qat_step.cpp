@@ -10,6 +10,8 @@
 // Run: ./build/bench/profit_step_bench --json out.json [--arch mobilenet_v2 --width 1.0
 //      --batch 64 --size 32 --bits 4 --rounds 12 --steps 3 --threads 2 --device cpu
 //      --profile DIR]
+// The model the Fashion-MNIST PROFIT recipes train: --width 0.5 --batch 128 --size 28
+// --in-channels 1 --small-input (its feature maps are 4x larger than without --small-input).
 // On a CUDA device each timed run ends with a device synchronisation.
 // With --profile, each variant then runs `steps` more steps under the autograd profiler, three
 // times in alternating order, writing DIR/<variant>.<rep>.trace.json (Chrome traces);
@@ -41,7 +43,8 @@ namespace {
 struct Setup {
   std::string arch = "mobilenet_v2";
   double width = 1.0;
-  int64_t batch = 64, size = 32, bits = 4, pool = 4;
+  int64_t batch = 64, size = 32, bits = 4, pool = 4, in_channels = 3;
+  bool small_input = false;  // the Fashion-MNIST recipes' stem (no stride in the first two stages)
   torch::Device device = torch::kCPU;
 };
 
@@ -63,13 +66,14 @@ class Runner {
     profit::nn::ModelConfig c;
     c.arch = s.arch;
     c.width = s.width;
-    c.in_channels = 3;
+    c.in_channels = s.in_channels;
+    c.small_input = s.small_input;
     c.num_classes = 10;
     model_ = profit::nn::create_model(c);
     // A pool of random batches with random labels: the model cannot fit them, so the
     // gradients keep their scale (one repeated batch drifts into denormals and slows down).
     for (int64_t i = 0; i < s.pool; ++i) {
-      xs_.push_back(torch::randn({s.batch, 3, s.size, s.size}).to(s.device));
+      xs_.push_back(torch::randn({s.batch, s.in_channels, s.size, s.size}).to(s.device));
       ys_.push_back(torch::randint(0, 10, {s.batch}, torch::kInt64).to(s.device));
     }
     model_->to(s.device);
@@ -156,7 +160,11 @@ int main(int argc, char** argv) {
   app.add_option("--arch", s.arch, "model architecture")->capture_default_str();
   app.add_option("--width", s.width, "width multiplier")->capture_default_str();
   app.add_option("--batch", s.batch, "batch size")->capture_default_str();
-  app.add_option("--size", s.size, "input height and width (3 channels)")->capture_default_str();
+  app.add_option("--size", s.size, "input height and width")->capture_default_str();
+  app.add_option("--in-channels", s.in_channels, "input channels (Fashion-MNIST: 1)")
+      ->capture_default_str();
+  app.add_flag("--small-input", s.small_input,
+               "the small-input stem of the Fashion-MNIST recipes (model.small_input)");
   app.add_option("--bits", s.bits, "weight and activation bits of the QAT variants")
       ->capture_default_str();
   app.add_option("--rounds", rounds, "interleaved rounds")->capture_default_str();
@@ -225,6 +233,8 @@ int main(int argc, char** argv) {
                           {"width", s.width},
                           {"batch", s.batch},
                           {"size", s.size},
+                          {"in_channels", s.in_channels},
+                          {"small_input", s.small_input},
                           {"bits", s.bits},
                           {"rounds", rounds},
                           {"steps", steps},
