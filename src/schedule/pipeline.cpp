@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <iostream>
 #include <numeric>
-#include <random>
 
 #include "profit/common.h"
 #include "profit/freeze/aiwq.h"
@@ -21,70 +20,16 @@
 #include "profit/train/metrics.h"
 #include "profit/train/progress.h"
 #include "profit/train/trainer.h"
+#include "run_parts.h"
 
 namespace profit::schedule {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-using quant::QuantState;
-using quant::SiteType;
 
-namespace {
-
-nlohmann::json read_json(const fs::path& p) {
-  auto j = nlohmann::json::parse(io::read_file(p.string()), nullptr, false);
-  TORCH_CHECK(!j.is_discarded(), p.string(), ": corrupt JSON");
-  return j;
-}
-
-void write_json(const fs::path& p, const nlohmann::json& j) {
-  io::write_file_atomic(p.string(), j.dump(1) + "\n");
-}
-
-nlohmann::json eval_json(const train::EvalResult& r) {
-  return {{"loss", r.loss}, {"top1", r.top1}, {"top5", r.top5}, {"count", r.count}};
-}
-
-// Bits and states of one role (activations incl. input sites, or weights) for a phase.
-void set_role(const std::vector<quant::QuantSite>& sites, const quant::QuantPolicy& policy,
-              SiteType type, int bits) {
-  if (bits > 0) quant::set_bits(sites, policy, bits, type);
-  quant::set_state(sites, bits > 0 ? QuantState::kQuantizing : QuantState::kOff, type);
-}
-
-// Both roles as a phase wants them (0 bits: that role off).
-void set_phase_roles(const std::vector<quant::QuantSite>& sites, const quant::QuantPolicy& policy,
-                     const Phase& phase) {
-  set_role(sites, policy, SiteType::kActivation, phase.act_bits);
-  set_role(sites, policy, SiteType::kWeight, phase.weight_bits);
-}
-
-// The EMA starts its quantizer parameters (and "initialized" flags) from the model's (D3).
-// Copies into the live tensors (io::state_dict returns CPU copies: on CUDA a copy_ into them
-// would be lost).
-void copy_quantizers(const torch::nn::Module& from, torch::nn::Module& to) {
-  torch::NoGradGuard no_grad;
-  const auto src_params = from.named_parameters(true);
-  const auto src_buffers = from.named_buffers(true);
-  for (auto& p : to.named_parameters(true))
-    if (is_quantizer_key(p.key())) p.value().copy_(src_params[p.key()]);
-  for (auto& b : to.named_buffers(true))
-    if (is_quantizer_key(b.key())) b.value().copy_(src_buffers[b.key()]);
-}
-
-// Layers frozen by an ft phase of stage j: `already` (resampling keeps earlier choices) topped
-// up from `order` to floor(j L / n) layers (§3.5).
-std::vector<std::string> choose_frozen(const std::vector<std::string>& order,
-                                       std::vector<std::string> already, int stage, int n) {
-  const size_t count = freeze::frozen_layers(order, stage, n).size();
-  for (const auto& name : order) {
-    if (already.size() >= count) break;
-    if (std::find(already.begin(), already.end(), name) == already.end()) already.push_back(name);
-  }
-  return already;
-}
-
-}  // namespace
+using detail::eval_json;
+using detail::read_json;
+using detail::write_json;
 
 QuantizeSummary run_quantize(QuantizeJob job) {
   const auto t0 = Clock::now();
@@ -164,33 +109,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   const std::string config_json = train::to_json(cfg).dump();
   train::MetricsLog metrics((out / "metrics.jsonl").string(), resuming ? pos.step : -1);
 
-  auto fwd = [&](torch::Tensor x) { return model->forward(std::move(x)); };
-  auto evaluate_both = [&](const data::DataLoader& l, const std::string& label) {
-    std::pair<train::EvalResult, train::EvalResult> r;
-    r.first = train::evaluate(*model, fwd, l, device, cfg.progress, label);
-    if (ema) {
-      auto em = ema->model();
-      r.second = train::evaluate(
-          *em, [&](torch::Tensor x) { return em->forward(x); }, l, device, cfg.progress,
-          label + " ema");
-    }
-    return r;
-  };
-
-  // Train-mode accuracy: BN normalises with the batch's statistics (as in training) while
-  // dropout stays off; the running statistics and the RNG are put back afterwards. The gap to the
-  // eval-mode accuracy is the symptom AIWQ explains (profit.md §3.1).
-  auto evaluate_train_mode = [&](const data::DataLoader& l) {
-    BufferAndRngGuard restore(*model, BufferAndRngGuard::Buffers::kAll);
-    return train::evaluate(
-        *model,
-        [&](torch::Tensor x) {
-          for (auto& m : model->modules(false))
-            if (m->as<torch::nn::BatchNorm2dImpl>()) m->train(true);
-          return model->forward(std::move(x));
-        },
-        l, device, false);
-  };
+  const detail::RunEvaluator evaluator(model, ema.get(), device, cfg.progress);
 
   // Results that outlive a resume: the FP accuracy and one record per finished phase.
   const fs::path results_path = out / "phases_done.json";
@@ -211,15 +130,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   // Intra-op threads of every process that trained this run (the time depends on them); a
   // finished run re-evaluated elsewhere keeps its list.
   const bool finished_before = resuming && pos.phase >= static_cast<int64_t>(phases.size());
-  if (!finished_before) {
-    auto& threads = results["threads"];
-    if (!threads.is_array()) threads = nlohmann::json::array();
-    const int now = at::get_num_threads();
-    if (std::find(threads.begin(), threads.end(), now) == threads.end()) {
-      threads.push_back(now);
-      write_json(results_path, results);
-    }
-  }
+  if (!finished_before) detail::note_threads(results, results_path);
   // Training time survives a resume: the time up to the last checkpoint is kept in the results.
   const double elapsed_before = results.value("elapsed_seconds", 0.0);
   auto elapsed = [&] {
@@ -245,43 +156,14 @@ QuantizeSummary run_quantize(QuantizeJob job) {
       TORCH_CHECK(once.epoch(0)->next(b), "profit: the training set is smaller than one batch");
       return b.images.to(device);
     };
-    set_phase_roles(sites, job.policy, ph);
-    std::vector<SiteType> roles;
-    if (ph.act_bits > 0) roles.push_back(SiteType::kActivation);
-    if (ph.weight_bits > 0) roles.push_back(SiteType::kWeight);
-    bool needs_init = false;
-    for (const auto& s : sites)
-      if (s.quantizer->state() == QuantState::kQuantizing && !s.quantizer->initialized())
-        needs_init = true;
-    if (needs_init) {
-      const int n = initialize_quantizers(*model, sites, roles, init_batch());
-      if (ema) copy_quantizers(*model, *ema->model());
-      std::cerr << "initialised " << n << " quantizers\n";
-    }
-    set_phase_roles(ema_sites, job.policy, ph);
+    const int initialised = detail::enter_phase_quantizers(
+        *model, sites, ema ? ema->model().get() : nullptr, ema_sites, job.policy, ph, init_batch);
+    if (initialised > 0) std::cerr << "initialised " << initialised << " quantizers\n";
 
     // Frozen layers of a PROFIT stage, from the saved ranking.
-    std::vector<std::string> frozen;
-    if (ph.freeze_stage >= 0) {
-      if (aiwq.contains("frozen") && aiwq["frozen"].contains(ph.name)) {
-        frozen = aiwq["frozen"][ph.name].get<std::vector<std::string>>();
-      } else {
-        TORCH_CHECK(aiwq.contains("ranking"), "phase ", ph.name, ": no AIWQ ranking in ",
-                    aiwq_path.string());
-        auto order = aiwq["ranking"].get<std::vector<std::string>>();
-        if (settings.freeze_order == "reverse") std::reverse(order.begin(), order.end());
-        if (settings.freeze_order == "random") {
-          std::mt19937_64 rng(mix_seed(cfg.seed, 300));
-          std::shuffle(order.begin(), order.end(), rng);
-        }
-        frozen =
-            choose_frozen(order, settings.aiwq_resample ? last_frozen : std::vector<std::string>{},
-                          ph.freeze_stage, static_cast<int>(settings.n_profit));
-        aiwq["frozen"][ph.name] = frozen;
-        write_json(aiwq_path, aiwq);
-      }
-      last_frozen = frozen;
-    }
+    const auto frozen =
+        detail::phase_frozen_layers(ph, aiwq, aiwq_path, settings, cfg.seed, last_frozen);
+    if (ph.freeze_stage >= 0) last_frozen = frozen;
     auto opt = make_phase_optimizer(group_parameters(*model, {frozen.begin(), frozen.end()}),
                                     ph.kind == PhaseKind::kBn, cfg.lr * ph.lr_scale,
                                     cfg.weight_decay, cfg.optimizer, cfg.momentum, cfg.nesterov);
@@ -403,7 +285,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
       const double train_top1 = 100.0 * pos.epoch_correct / std::max<int64_t>(1, pos.epoch_seen);
       pos.epoch_loss_sum = 0.0;
       pos.epoch_correct = pos.epoch_seen = 0;
-      std::tie(last_model, last_ema) = evaluate_both(eval_loader, ph.name);
+      std::tie(last_model, last_ema) = evaluator.model_and_ema(eval_loader, ph.name);
       phase_best = std::max({phase_best, last_model.top1, ema ? last_ema.top1 : -1.0});
       nlohmann::json rec = {{"kind", "epoch"},
                             {"step", pos.step},
@@ -420,7 +302,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
       rec["train_seconds"] = train_seconds;
       if (ema) rec["test_ema"] = eval_json(last_ema);
       if (settings.eval_train_mode) {
-        last_train_mode = evaluate_train_mode(eval_loader);
+        last_train_mode = evaluator.train_mode(eval_loader);
         rec["test_train_mode"] = eval_json(last_train_mode);
       }
       metrics.write(rec);
@@ -458,11 +340,11 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   }
 
   if (finished_before && !phases.empty()) {  // quantizers as the last phase left them
-    set_phase_roles(sites, job.policy, phases.back());
-    set_phase_roles(ema_sites, job.policy, phases.back());
+    detail::set_phase_roles(sites, job.policy, phases.back());
+    detail::set_phase_roles(ema_sites, job.policy, phases.back());
   }
   // Final: full test set, model and EMA; cost of the FP and the quantized model.
-  const auto [final_model, final_ema] = evaluate_both(test_loader, "final");
+  const auto [final_model, final_ema] = evaluator.model_and_ema(test_loader, "final");
   // The run's time is fixed when it first finishes: re-evaluating a finished run adds nothing.
   // (Runs finished before this was recorded report the time up to their last checkpoint.)
   if (!finished_before) {
@@ -492,7 +374,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                   {"device", device.str()}};
   if (ema) summary.json["final_ema"] = eval_json(final_ema);
   if (settings.eval_train_mode)  // the BN train/eval gap on the full test set
-    summary.json["final_train_mode"] = eval_json(evaluate_train_mode(test_loader));
+    summary.json["final_train_mode"] = eval_json(evaluator.train_mode(test_loader));
   if (aiwq.contains("ranking")) summary.json["aiwq_ranking"] = aiwq["ranking"];
   write_json(out / "summary.json", summary.json);
   return summary;

@@ -1,0 +1,76 @@
+// Pieces of run_quantize (pipeline.cpp) that stand on their own: JSON files of the run folder,
+// the quantizer set-up of a phase, the choice of a phase's frozen layers, the run's thread
+// record and the evaluations. Internal to the schedule library (not installed).
+#pragma once
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "profit/nn/models.h"
+#include "profit/quant/qat.h"
+#include "profit/schedule/phases.h"
+#include "profit/train/config.h"
+#include "profit/train/ema.h"
+#include "profit/train/evaluate.h"
+
+namespace profit::schedule::detail {
+
+/// A run-folder JSON file; a corrupt one is an error naming it.
+nlohmann::json read_json(const std::filesystem::path& p);
+/// Written atomically (temp file, fsync, rename), indented.
+void write_json(const std::filesystem::path& p, const nlohmann::json& j);
+/// {loss, top1, top5, count} of an evaluation.
+nlohmann::json eval_json(const train::EvalResult& r);
+
+/// Bits and states of both roles as `phase` wants them (0 bits: that role off).
+void set_phase_roles(const std::vector<quant::QuantSite>& sites, const quant::QuantPolicy& policy,
+                     const Phase& phase);
+
+/// Enters `phase` on the model's sites: sets both roles, initialises the quantizers used for the
+/// first time from `init_batch()` (called only then) and copies every quantizer parameter into
+/// the EMA model (D3), whose sites then get the same roles. Returns how many were initialised.
+int enter_phase_quantizers(nn::ClassifierImpl& model, const std::vector<quant::QuantSite>& sites,
+                           nn::ClassifierImpl* ema_model,
+                           const std::vector<quant::QuantSite>& ema_sites,
+                           const quant::QuantPolicy& policy, const Phase& phase,
+                           const std::function<torch::Tensor()>& init_batch);
+
+/// Layers frozen by `phase` (empty unless it is a PROFIT stage): the choice saved in
+/// aiwq["frozen"][phase] when there is one (a resumed run keeps it), else the top
+/// floor(j L / n) layers of aiwq["ranking"] in settings.freeze_order (aiwq / reverse / random
+/// with `seed`), topped up from `last_frozen` when settings.aiwq_resample; a new choice is
+/// saved into `aiwq` and written to `aiwq_path` (§3.5).
+std::vector<std::string> phase_frozen_layers(const Phase& phase, nlohmann::json& aiwq,
+                                             const std::filesystem::path& aiwq_path,
+                                             const train::ProfitSettings& settings, uint64_t seed,
+                                             const std::vector<std::string>& last_frozen);
+
+/// Adds this process's intra-op thread count to results["threads"] (a list; the run's time
+/// depends on it) and writes `path` when the list changed.
+void note_threads(nlohmann::json& results, const std::filesystem::path& path);
+
+/// The evaluations of a run: the model and its EMA in eval mode, and the model with BN in train
+/// mode.
+class RunEvaluator {
+ public:
+  RunEvaluator(nn::ModelPtr model, const train::WeightEma* ema, torch::Device device, bool progress)
+      : model_(std::move(model)), ema_(ema), device_(device), progress_(progress) {}
+  /// Model and EMA (the second is empty without an EMA), eval mode.
+  std::pair<train::EvalResult, train::EvalResult> model_and_ema(const data::DataLoader& loader,
+                                                                const std::string& label) const;
+  /// BN normalises with each batch's statistics (as in training) while dropout stays off; the
+  /// running statistics and the RNG are put back afterwards. The gap to the eval-mode accuracy is
+  /// the symptom AIWQ explains (profit.md §3.1).
+  train::EvalResult train_mode(const data::DataLoader& loader) const;
+
+ private:
+  nn::ModelPtr model_;
+  const train::WeightEma* ema_;
+  torch::Device device_;
+  bool progress_;
+};
+
+}  // namespace profit::schedule::detail
