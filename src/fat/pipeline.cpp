@@ -23,6 +23,7 @@
 #include "profit/train/metrics.h"
 #include "profit/train/optim.h"
 #include "profit/train/progress.h"
+#include "profit/train/step_report.h"
 #include "profit/train/trainer.h"
 
 namespace profit::fat {
@@ -247,6 +248,7 @@ FatSummary run_fat(train::TrainConfig cfg) {
     return f.loss == "rmse" ? std::sqrt(sq / n) : ch / n;
   };
 
+  const train::StepReporter reporter(cfg, metrics, save);
   FatSummary summary;
   // A run finished before this process keeps its recorded times: re-evaluating is not training.
   const bool finished_before = resuming && pos.epoch >= cfg.epochs;
@@ -289,20 +291,7 @@ FatSummary run_fat(train::TrainConfig cfg) {
       adam.step();
       pos.epoch_loss_sum += loss_v;
       ++pos.epoch_seen;
-      char extra[64];
-      std::snprintf(extra, sizeof extra, "loss %.4f lr %.3g", loss_v, lr);
-      bar.update(pos.batch, seen_here, extra);
-      if (pos.step % cfg.log_every == 0) {
-        metrics.write({{"kind", "step"},
-                       {"step", pos.step},
-                       {"epoch", pos.epoch + 1},
-                       {"loss", loss_v},
-                       {"lr", lr}});
-      }
-      if (cfg.checkpoint_every > 0 && pos.step % cfg.checkpoint_every == 0) save();
-      if (cfg.stop_after > 0 && pos.step >= cfg.stop_after) {
-        bar.finish("(stopped)");
-        save();
+      if (reporter.after_step(bar, {pos.step, pos.epoch, pos.batch, seen_here, loss_v, lr})) {
         summary.stopped_early = true;
         return summary;
       }

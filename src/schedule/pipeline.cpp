@@ -19,6 +19,7 @@
 #include "profit/train/evaluate.h"
 #include "profit/train/metrics.h"
 #include "profit/train/progress.h"
+#include "profit/train/step_report.h"
 #include "profit/train/trainer.h"
 #include "run_parts.h"
 
@@ -202,6 +203,13 @@ QuantizeSummary run_quantize(QuantizeJob job) {
       aiwq = j;
       write_json(aiwq_path, aiwq);
     };
+    // A mid-epoch checkpoint (checkpoint_every, stop_after) carries the AIWQ scores so far.
+    const train::StepReporter reporter(cfg, metrics,
+                                       [&] {
+                                         if (meter) save_aiwq(false);
+                                         save();
+                                       },
+                                       {{"phase", ph.name}});
 
     double phase_best = -1.0;
     train::EvalResult last_model, last_ema, last_train_mode;
@@ -255,24 +263,8 @@ QuantizeSummary run_quantize(QuantizeJob job) {
         pos.epoch_correct += train::topk_correct(logits.detach(), y, 1);
         pos.epoch_seen += y.size(0);
         seen_here += y.size(0);
-        char extra[64];
-        std::snprintf(extra, sizeof extra, "loss %.4f lr %.3g", loss_v,
-                      mult * cfg.lr * ph.lr_scale);
-        bar.update(pos.batch, seen_here, extra);
-        if (pos.step % cfg.log_every == 0)
-          metrics.write({{"kind", "step"},
-                         {"step", pos.step},
-                         {"phase", ph.name},
-                         {"epoch", pos.epoch + 1},
-                         {"loss", loss_v},
-                         {"lr", mult * cfg.lr * ph.lr_scale}});
-        if ((cfg.checkpoint_every > 0 && pos.step % cfg.checkpoint_every == 0) ||
-            (cfg.stop_after > 0 && pos.step >= cfg.stop_after)) {
-          if (meter) save_aiwq(false);
-          save();
-        }
-        if (cfg.stop_after > 0 && pos.step >= cfg.stop_after) {
-          bar.finish("(stopped)");
+        if (reporter.after_step(bar, {pos.step, pos.epoch, pos.batch, seen_here, loss_v,
+                                      mult * cfg.lr * ph.lr_scale})) {
           if (meter) meter->stop();
           summary.stopped_early = true;
           return summary;

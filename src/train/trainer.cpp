@@ -13,6 +13,7 @@
 #include "profit/train/metrics.h"
 #include "profit/train/optim.h"
 #include "profit/train/progress.h"
+#include "profit/train/step_report.h"
 
 namespace profit::train {
 
@@ -112,6 +113,8 @@ TrainSummary train(TrainConfig cfg) {
     io::save_checkpoint(ckpt, refs, pos, config_json);
   };
 
+  const StepReporter reporter(cfg, metrics, save);
+
   TrainSummary summary;
   summary.parameters = nn::count_parameters(*model);
   auto forward = [&](torch::Tensor x) { return model->forward(std::move(x)); };
@@ -147,20 +150,7 @@ TrainSummary train(TrainConfig cfg) {
       pos.epoch_correct += topk_correct(logits.detach(), y, 1);
       pos.epoch_seen += y.size(0);
       seen_here += y.size(0);
-      char extra[64];
-      std::snprintf(extra, sizeof extra, "loss %.4f lr %.4g", loss_v, lr);
-      bar.update(pos.batch, seen_here, extra);
-      if (pos.step % cfg.log_every == 0) {
-        metrics.write({{"kind", "step"},
-                       {"step", pos.step},
-                       {"epoch", pos.epoch + 1},
-                       {"loss", loss_v},
-                       {"lr", lr}});
-      }
-      if (cfg.checkpoint_every > 0 && pos.step % cfg.checkpoint_every == 0) save();
-      if (cfg.stop_after > 0 && pos.step >= cfg.stop_after) {
-        bar.finish("(stopped)");
-        save();
+      if (reporter.after_step(bar, {pos.step, pos.epoch, pos.batch, seen_here, loss_v, lr})) {
         summary.stopped_early = true;
         summary.steps = pos.step;
         return summary;

@@ -5,6 +5,7 @@
 #include "profit/io/state_dict.h"
 #include "profit/train/ema.h"
 #include "profit/train/optim.h"
+#include "profit/train/step_report.h"
 #include "profit/train/trainer.h"
 #include "tiny_config.h"
 
@@ -120,6 +121,40 @@ TrainConfig tiny_config(const fs::path& out) {
 }
 
 // Resume after a stop mid-epoch gives bit-identical weights, EMA and metrics.
+TEST(StepReport, RecordsCheckpointsAndStop) {
+  const auto dir = temp_dir();
+  TrainConfig cfg;
+  cfg.log_every = 2;
+  cfg.checkpoint_every = 3;
+  cfg.stop_after = 6;
+  std::vector<int64_t> saves;
+  int64_t step = 0;
+  {
+    MetricsLog metrics((dir / "m.jsonl").string());
+    const StepReporter reporter(cfg, metrics, [&] { saves.push_back(step); },
+                                {{"phase", "w4.ft1"}});
+    ProgressBar bar("t", 6, "img", false);
+    for (step = 1; step <= 6; ++step) {
+      const bool stop = reporter.after_step(bar, {step, 1, step, 8 * step, 0.5 * step, 0.1});
+      EXPECT_EQ(stop, step == 6) << step;
+    }
+  }
+  // A checkpoint at 3 and one (not two) at 6, where checkpoint_every and stop_after meet.
+  EXPECT_EQ(saves, std::vector<int64_t>({3, 6}));
+  std::ifstream in(dir / "m.jsonl");
+  std::vector<nlohmann::json> recs;
+  for (std::string line; std::getline(in, line);) recs.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(recs.size(), 3u);  // steps 2, 4, 6
+  for (size_t i = 0; i < recs.size(); ++i) {
+    EXPECT_EQ(recs[i]["kind"], "step");
+    EXPECT_EQ(recs[i]["step"], 2 * static_cast<int64_t>(i + 1));
+    EXPECT_EQ(recs[i]["epoch"], 2);  // shown 1-based
+    EXPECT_EQ(recs[i]["phase"], "w4.ft1");
+    EXPECT_DOUBLE_EQ(recs[i]["loss"].get<double>(), 1.0 * (i + 1));
+    EXPECT_DOUBLE_EQ(recs[i]["lr"].get<double>(), 0.1);
+  }
+}
+
 TEST(Trainer, ResumeIsBitIdentical) {
   auto dir = temp_dir();
   auto full = tiny_config(dir / "full");
