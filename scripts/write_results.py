@@ -14,6 +14,7 @@ replaces only its own section. Numbers come only from the summary file: nothing 
 import json
 import statistics
 import pathlib
+import re
 import platform
 import subprocess
 import sys
@@ -274,6 +275,60 @@ def threads_note(rs):
     return f" ({text} thread{'s' if counts != [1] else ''})"
 
 
+def ladders(phases):
+    """'A 8→4, W 8→4': the bit widths the activations and the weights go through, in order."""
+    def ladder(key):
+        seen = []
+        for ph in phases:
+            if ph[key] and (not seen or seen[-1] != ph[key]):
+                seen.append(ph[key])
+        return "→".join(str(b) for b in seen) or "fp"
+    return f"A {ladder('act_bits')}, W {ladder('weight_bits')}"
+
+
+def run_name(summary_path):
+    """The run's name without its seed: runs/profit_w3a3_s2/summary.json -> profit_w3a3."""
+    return re.sub(r"_s\d+$", "", pathlib.Path(summary_path).parent.name)
+
+
+# The issue's goals for MobileNetV2 with PROFIT: drop vs our FP model at most this many points.
+PROFIT_GOALS = {"profit_w4a4": 0.3, "profit_w3a3": 1.0, "profit_w2a2": 3.0}
+
+
+def goal_rows(runs):
+    """One row per goal that has runs: seeds, final top-1 and drop (mean ± std), met or not."""
+    rows = []
+    for name, goal in PROFIT_GOALS.items():
+        rs = [r for p, r in runs if run_name(p) == name and r["config"]["model"]["arch"] ==
+              "mobilenet_v2"]
+        if not rs:
+            continue
+        drop = [r["fp"]["top1"] - r["final"]["top1"] for r in rs]
+        mean = sum(drop) / len(drop)
+        verdict = "met" if round(mean, 2) <= goal else "not met"  # as the table shows it
+        if len(rs) < 3:
+            verdict += f" ({len(rs)} of 3 seeds)"
+        rows.append([f"`{name}`", ", ".join(str(r["config"]["train"]["seed"]) for r in rs),
+                     mean_std([r["final"]["top1"] for r in rs]), mean_std(drop), f"≤ {goal}",
+                     verdict])
+    return rows
+
+
+def paired_rows(runs, with_name, without_name):
+    """Runs of two recipes on the same seeds: each one's mean and the per-seed difference."""
+    by_seed = lambda name: {r["config"]["train"]["seed"]: r for p, r in runs
+                            if run_name(p) == name}
+    a, b = by_seed(with_name), by_seed(without_name)
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return []
+    fa = [a[s]["final"]["top1"] for s in seeds]
+    fb = [b[s]["final"]["top1"] for s in seeds]
+    epochs = lambda r: sum(ph["epochs"] for ph in r["phases"])
+    return [[", ".join(map(str, seeds)), f"{epochs(a[seeds[0]])} / {epochs(b[seeds[0]])}",
+             mean_std(fa), mean_std(fb), mean_std([x - y for x, y in zip(fa, fb)])]]
+
+
 def profit_section(command, paths):
     runs = [(p, json.load(open(p))) for p in paths]
     groups = {}
@@ -289,6 +344,7 @@ def profit_section(command, paths):
             schedule += f", activation clips start at the {float(quantile):g} quantile"
         if c["profit"].get("lr_update", "epoch") == "step":
             schedule += ", learning rate updated every step"
+        schedule += "; " + ladders(r["phases"])
         key = (r.get("device", "cpu"), c["model"]["arch"], c["model"]["width"], policy_method(p),
                r["phases"][-1]["weight_bits"],
                r["phases"][-1]["act_bits"], schedule, sum(ph["epochs"] for ph in r["phases"]))
@@ -315,15 +371,35 @@ def profit_section(command, paths):
         drop = [f - q for f, q in zip(fp, fin)]
         r0 = rs[0][1]
         seeds = ", ".join(str(r["config"]["train"]["seed"]) for _, r in rs)
+        names = sorted({run_name(p) for p, _ in rs})
         summary_rows.append(([device] if show_device else []) + [
-            f"{arch} w{width}", method, f"W{wb}A{ab}", schedule, total_epochs, seeds, mean_std(fp),
+            ", ".join(f"`{n}`" for n in names), f"{arch} w{width}", method, f"W{wb}A{ab}", schedule, total_epochs, seeds, mean_std(fp),
             mean_std(fin), mean_std(ema) if ema else "-", mean_std(drop),
             f"{r0['size_bytes'] / 1048576:.3f} (FP {r0['fp_size_bytes'] / 1048576:.3f})",
             f"{r0['bops'] / 1e9:.3f} (FP {r0['fp_bops'] / 1e9:.2f})",
             f"{sum(r['seconds'] for _, r in rs) / len(rs) / 60:.0f} min" + threads_note(rs)])
-    rows += table((["device"] if show_device else []) + ["model", "quantizer", "W/A", "schedule", "epochs", "seeds", "FP top-1", "final top-1",
+    rows += table((["device"] if show_device else []) + ["recipe", "model", "quantizer", "W/A", "schedule", "epochs", "seeds", "FP top-1", "final top-1",
                    "EMA top-1", "drop vs FP (pt)", "size MiB", "GBOPS", "train time"],
                   summary_rows)
+    goals = goal_rows(runs)
+    if goals:
+        rows += ["", "### Goals (MobileNetV2 with PROFIT, drop vs our FP model)", ""]
+        rows += table(["recipe", "seeds", "final top-1", "drop (pt)", "goal (pt)", "verdict"],
+                      goals)
+    paired = paired_rows(runs, "profit_w3a3", "noprofit_w3a3")
+    if paired:
+        rows += [
+            "",
+            "### W3A3 with vs without PROFIT at equal total epochs",
+            "",
+            "`profit_w3a3`: the PROFIT schedule (AIWQ sampling, three progressive-freezing phases); "
+            "`noprofit_w3a3`: the same phases up to W3 with the sampling and freezing phases "
+            "replaced by one plain fine-tune phase of the same length, nothing frozen. Same seeds; "
+            "the difference is taken per seed (PROFIT minus no PROFIT).",
+            "",
+        ]
+        rows += table(["seeds", "epochs (PROFIT / no PROFIT)", "PROFIT top-1",
+                       "no-PROFIT top-1", "difference (pt)"], paired)
     gap_runs = [(p, r) for p, r in runs if "final_train_mode" in r]
     if gap_runs:
         rows += [

@@ -1,0 +1,60 @@
+"""The PROFIT table's derived rows in scripts/write_results.py: bit ladders, run names, the goal
+verdicts and the paired with/without-PROFIT comparison (run by ctest as write_results_profit)."""
+import pathlib
+import sys
+import unittest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "scripts"))
+import write_results as w  # noqa: E402
+
+
+def phase(act, weight, epochs=1):
+    return {"act_bits": act, "weight_bits": weight, "epochs": epochs}
+
+
+def run(name, seed, fp, final, arch="mobilenet_v2"):
+    summary = {"config": {"train": {"seed": seed}, "model": {"arch": arch}},
+               "fp": {"top1": fp}, "final": {"top1": final},
+               "phases": [phase(0, 0, 2), phase(8, 0), phase(4, 0), phase(4, 8), phase(4, 4, 3)]}
+    return (f"runs/{name}_s{seed}/summary.json", summary)
+
+
+class WriteResultsProfit(unittest.TestCase):
+    def test_ladders_list_each_width_once_in_order(self):
+        phases = [phase(0, 0), phase(8, 0), phase(8, 0), phase(5, 0), phase(4, 0), phase(4, 8),
+                  phase(4, 4), phase(4, 4)]
+        self.assertEqual(w.ladders(phases), "A 8→5→4, W 8→4")
+        self.assertEqual(w.ladders([phase(0, 0)]), "A fp, W fp")
+
+    def test_run_name_drops_only_the_seed(self):
+        self.assertEqual(w.run_name("runs/profit_w3a3_s12/summary.json"), "profit_w3a3")
+        self.assertEqual(w.run_name("runs/cuda/noprofit_w3a3_s1/summary.json"), "noprofit_w3a3")
+        self.assertEqual(w.run_name("runs/profit_w4a4_steplr_s2/summary.json"),
+                         "profit_w4a4_steplr")
+
+    def test_goal_verdict_uses_the_mean_drop_and_counts_seeds(self):
+        runs = [run("profit_w4a4", 1, 94.0, 93.8), run("profit_w4a4", 2, 94.0, 93.6),
+                run("profit_w3a3", 1, 94.0, 93.0), run("profit_w3a3", 2, 94.0, 93.2),
+                run("profit_w3a3", 3, 94.0, 92.9),
+                run("profit_w4a4_ft4", 1, 94.0, 94.0),  # a variant: no goal row
+                run("profit_w2a2", 1, 94.0, 93.0, arch="mobilenet_v3_large")]  # not V2
+        rows = w.goal_rows(runs)
+        self.assertEqual([r[0] for r in rows], ["`profit_w4a4`", "`profit_w3a3`"])
+        self.assertEqual(rows[0][1:], ["1, 2", "93.70 ± 0.14", "0.30 ± 0.14", "≤ 0.3",
+                                       "met (2 of 3 seeds)"])
+        self.assertEqual(rows[1][3], "0.97 ± 0.15")
+        self.assertEqual(rows[1][5], "met")
+        rows = w.goal_rows([run("profit_w3a3", 1, 94.0, 92.9)])
+        self.assertEqual(rows[0][5], "not met (1 of 3 seeds)")
+
+    def test_paired_rows_use_common_seeds_and_per_seed_differences(self):
+        runs = [run("profit_w3a3", 1, 94.0, 92.0), run("profit_w3a3", 2, 94.0, 92.4),
+                run("profit_w3a3", 3, 94.0, 99.0),  # no partner: left out
+                run("noprofit_w3a3", 1, 94.0, 91.5), run("noprofit_w3a3", 2, 94.0, 92.3)]
+        self.assertEqual(w.paired_rows(runs, "profit_w3a3", "noprofit_w3a3"),
+                         [["1, 2", "8 / 8", "92.20 ± 0.28", "91.90 ± 0.57", "0.30 ± 0.28"]])
+        self.assertEqual(w.paired_rows(runs[:3], "profit_w3a3", "noprofit_w3a3"), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
