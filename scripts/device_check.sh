@@ -6,7 +6,14 @@
 # torch.ao on the same GPU), and runs the demo quantization with --device cuda.
 # DEPS comes from scripts/fetch_device_deps.sh (run where Debian's apt works).
 # Usage: scripts/device_check.sh DEPS OUT [STAGES]   (STAGES: comma list of build,test,bench,demo,
-#        profit; default build,test,bench,demo). Writes OUT/device_check.log and the benchmark JSONs.
+#        fp_models,profit; default build,test,bench,demo). Writes OUT/device_check.log and the
+#        benchmark JSONs.
+# The fp_models stage trains the FP MobileNetV1 and V3-Large (scripts/train_fp_models.sh's
+# recipes) on the GPU into runs/fp_mobilenet_{v1,v3_large}_fmnist and packs them (weights
+# included, checkpoints not) into OUT/fp_models.tar.gz: unpack it at the repository root, then
+# `scripts/train_fp_models.sh` takes them as finished and only writes their table; the V1 /
+# V3-Large PROFIT recipes can then run here, or in the same call's profit stage with their names
+# in PROFIT_SPECS.
 # The profit stage runs PROFIT recipes on the GPU, several at once (PROFIT_SPECS, default the
 # MobileNetV2 matrix of docs/results.md x seeds 1 2 3; PROFIT_JOBS at a time, default 6; each run
 # bounded by PROFIT_TIMEOUT s) and packs the run folders without weights and checkpoints into
@@ -65,6 +72,25 @@ if [[ $stages == *,bench,* ]]; then
   step ao_b128 timeout 120 $py bench/torch_ao_step.py "${common[@]}" --batch 128 --size 224 \
     --rounds 2 --steps 2 --json "$out/ao_cuda_b128_224.json"
   grep -h -A20 "^variant" "$log" | tail -n 60
+fi
+if [[ $stages == *,fp_models,* ]]; then
+  # The FP MobileNetV1 / V3-Large of scripts/train_fp_models.sh, both at once, into the run
+  # folders their PROFIT recipes start from (so a following profit stage can run those recipes).
+  fp_one() {  # fp_one MODEL
+    local run=runs/fp_mobilenet_$1_fmnist
+    ./$build/profit train --config "recipes/fp_mobilenet_$1_fashion_mnist.yaml" --device cuda \
+      --data-root "$deps/fashion-mnist" --out "$run" --resume true \
+      --summary-json "$run/summary.json" --progress false >"$run.log" 2>&1
+    echo "fp_mobilenet_$1_fmnist: rc $?"
+  }
+  export -f fp_one
+  export build deps
+  mkdir -p runs
+  step fp_models bash -c 'printf "%s\n" v1 v3_large | xargs -P 2 -L 1 bash -c "fp_one \$0"'
+  tar -czf "$out/fp_models.tar.gz" --exclude='*.ckpt' runs/fp_mobilenet_v1_fmnist \
+    runs/fp_mobilenet_v3_large_fmnist runs/fp_mobilenet_v1_fmnist.log \
+    runs/fp_mobilenet_v3_large_fmnist.log
+  grep -h "rc " "$log" | tail -n 4
 fi
 if [[ $stages == *,profit,* ]]; then
   specs=${PROFIT_SPECS:-"w4a4@1,2,3 w4a4_nostab@1,2,3 w3a3@1,2,3 noprofit:w3a3@1,2,3 w2a2@1,2,3"}
