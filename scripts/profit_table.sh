@@ -12,7 +12,7 @@
 #         (w4a4_nostab: recipes/profit_mobilenet_v2_fmnist_w4a4_nostab.yaml, no BN-stabilize phases)
 #         (w4a4_init999: the same with DuQ activation clips initialised at the 0.999 quantile;
 #          w4a4_steplr: learning-rate curve updated every step; w4a4_ft4: 4-epoch fine-tune phases;
-#          w4a4_a854: activations 8 -> 5 -> 4 bit)
+#          w4a4_a854: activations 8 -> 5 -> 4 bit; w4a4_qlr1: quantizer parameters at 1 x lr)
 #   SPEC@S1,S2: that spec with its own seeds instead of the common ones
 #   (the mapping lives in scripts/profit_spec.sh, shared with device_check.sh)
 #   e.g. scripts/profit_table.sh w4a4 w3a3 noprofit:w3a3 -- 1 2 3

@@ -344,6 +344,9 @@ def profit_section(command, paths):
             schedule += f", activation clips start at the {float(quantile):g} quantile"
         if c["profit"].get("lr_update", "epoch") == "step":
             schedule += ", learning rate updated every step"
+        quant_lr = c["profit"].get("quant_lr_scale", 0.01)
+        if quant_lr != 0.01:
+            schedule += f", quantizer parameters at {quant_lr:g} x lr (the paper: 0.01)"
         schedule += "; " + ladders(r["phases"])
         key = (r.get("device", "cpu"), c["model"]["arch"], c["model"]["width"], policy_method(p),
                r["phases"][-1]["weight_bits"],

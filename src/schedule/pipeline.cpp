@@ -165,9 +165,10 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     const auto frozen =
         detail::phase_frozen_layers(ph, aiwq, aiwq_path, settings, cfg.seed, last_frozen);
     if (ph.freeze_stage >= 0) last_frozen = frozen;
-    auto opt = make_phase_optimizer(group_parameters(*model, {frozen.begin(), frozen.end()}),
-                                    ph.kind == PhaseKind::kBn, cfg.lr * ph.lr_scale,
-                                    cfg.weight_decay, cfg.optimizer, cfg.momentum, cfg.nesterov);
+    auto opt =
+        make_phase_optimizer(group_parameters(*model, {frozen.begin(), frozen.end()}),
+                             ph.kind == PhaseKind::kBn, cfg.lr * ph.lr_scale, cfg.weight_decay,
+                             cfg.optimizer, cfg.momentum, cfg.nesterov, settings.quant_lr_scale);
     const io::CheckpointRefs refs{model.get(), ema ? ema->model().get() : nullptr,
                                   opt.optimizer.get()};
     if (load_optimizer) {  // the resumed phase: optimizer state and RNG from the checkpoint

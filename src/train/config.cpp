@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 namespace profit::train {
@@ -117,6 +118,9 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
   fn({"profit", "lr_update", "lr-update",
       "learning-rate curve updated per epoch (the paper) or per step (short phases): epoch | step"},
      &r.lr_update);
+  fn({"profit", "quant_lr_scale", "quant-lr-scale",
+      "learning rate of quantizer parameters relative to the base rate (the paper: 0.01)"},
+     &r.quant_lr_scale);
   fn({"profit", "stabilize", "stabilize", "BN-stabilize phases around each bit width"},
      &r.stabilize);
   fn({"profit", "n_profit", "n-profit", "PROFIT freezing phases"}, &r.n_profit);
@@ -286,6 +290,8 @@ void validate(const TrainConfig& c) {
   TORCH_CHECK(r.aiwq_every >= 1, "profit.aiwq_every must be >= 1, got ", r.aiwq_every);
   TORCH_CHECK(r.freeze_order == "aiwq" || r.freeze_order == "reverse" || r.freeze_order == "random",
               "profit.freeze_order must be aiwq, reverse or random, got '", r.freeze_order, "'");
+  TORCH_CHECK(std::isfinite(r.quant_lr_scale) && r.quant_lr_scale >= 0.0,
+              "profit.quant_lr_scale must be >= 0, got ", r.quant_lr_scale);
   TORCH_CHECK(r.lr_update == "epoch" || r.lr_update == "step",
               "profit.lr_update must be epoch or step, got '", r.lr_update, "'");
   TORCH_CHECK(r.eval_images >= 0, "profit.eval_images must be >= 0, got ", r.eval_images);

@@ -488,6 +488,34 @@ TEST(ScheduleEndToEnd, V3LargeRunsEveryPhaseKindAndMeasures46Convs) {
   EXPECT_EQ(lr["w4.sample"], std::vector<double>({0.05, 0.05}));
 }
 
+// profit.quant_lr_scale sets the quantizer parameters' rate: at 0 every activation clip keeps
+// its initial value (the EMA of a constant stays at it), at 1 they move.
+TEST(ScheduleEndToEnd, QuantLrScaleSetsTheQuantizerRate) {
+  const auto dir = temp_dir();
+  std::map<double, io::TensorMap> model, ema;
+  for (double scale : {0.0, 1.0}) {
+    const auto sub = dir / (scale == 0.0 ? "scale0" : "scale1");
+    fs::create_directories(sub);
+    auto job = tiny_job(sub, "mobilenet_v2");
+    job.cfg.profit.quant_lr_scale = scale;
+    run_quantize(job);
+    model[scale] =
+        io::load_weights_file((fs::path(job.cfg.out_dir) / "final.safetensors").string());
+    ema[scale] =
+        io::load_weights_file((fs::path(job.cfg.out_dir) / "final_ema.safetensors").string());
+  }
+  int clips = 0;
+  double moved = 0.0;
+  for (const auto& [key, t] : model[0.0]) {
+    if (key.find(".quant.theta_") == std::string::npos) continue;
+    ++clips;
+    EXPECT_LT((t - ema[0.0].at(key)).abs().max().item<double>(), 1e-6) << key;
+    moved = std::max(moved, (model[1.0].at(key) - t).abs().max().item<double>());
+  }
+  EXPECT_GT(clips, 10);
+  EXPECT_GT(moved, 1e-3);
+}
+
 TEST(ScheduleEndToEnd, BadInputIsNamed) {
   const auto dir = temp_dir();
   auto job = tiny_job(dir, "mobilenet_v2");
@@ -500,6 +528,9 @@ TEST(ScheduleEndToEnd, BadInputIsNamed) {
   job = tiny_job(dir, "mobilenet_v2");
   job.cfg.profit.lr_update = "batch";
   EXPECT_ERROR_CONTAINS(run_quantize(job), "profit.lr_update must be epoch or step, got 'batch'");
+  job = tiny_job(dir, "mobilenet_v2");
+  job.cfg.profit.quant_lr_scale = -0.5;
+  EXPECT_ERROR_CONTAINS(run_quantize(job), "profit.quant_lr_scale must be >= 0, got -0.5");
 }
 
 }  // namespace

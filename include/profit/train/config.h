@@ -52,6 +52,7 @@ struct ProfitSettings {
   int64_t sample_epochs = 5;          // AIWQ sampling
   int64_t warmup = 3;                 // warmup epochs of fine-tune phases
   std::string lr_update = "epoch";    // epoch (§5.3) | step (the same curve, updated every step)
+  double quant_lr_scale = 0.01;       // quantizer parameters' rate / base rate (§5.2: 0.01)
   bool stabilize = true;              // BN-stabilize phases around each bit width
   int64_t n_profit = 3;               // PROFIT freezing phases (§3.5)
   std::string freeze_order = "aiwq";  // aiwq | reverse | random (ablations)
