@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "helpers.h"
 #include "profit/common.h"
@@ -16,6 +17,7 @@
 #include "profit/io/state_dict.h"
 #include "profit/schedule/groups.h"
 #include "profit/schedule/pipeline.h"
+#include "profit/schedule/sensitivity.h"
 #include "profit/train/trainer.h"
 #include "tiny_config.h"
 
@@ -514,6 +516,38 @@ TEST(ScheduleEndToEnd, QuantLrScaleSetsTheQuantizerRate) {
   }
   EXPECT_GT(clips, 10);
   EXPECT_GT(moved, 1e-3);
+}
+
+// profit sensitivity: the baseline is the run's final accuracy, each quantizing site is measured
+// once, a site "changed" to the bits it already has gains exactly nothing, bad input is named.
+TEST(ScheduleEndToEnd, SensitivityOfAFinishedRun) {
+  const auto dir = temp_dir();
+  auto job = tiny_job(dir, "mobilenet_v2");
+  const auto s = run_quantize(job);
+  const auto& out = job.cfg.out_dir;
+  const auto off = measure_sensitivity(out, 0, 0, "cpu");
+  EXPECT_DOUBLE_EQ(off.baseline_top1, s.json["final"]["top1"].get<double>());
+  EXPECT_EQ(off.images, s.json["final"]["count"].get<int64_t>());
+  std::set<std::string> names;
+  int weights = 0, activations = 0;
+  for (const auto& site : off.sites) {
+    names.insert(site.site);
+    weights += site.type == "weight";
+    activations += site.type == "activation" || site.type == "input";
+    EXPECT_EQ(site.bits, 4) << site.site;
+    EXPECT_DOUBLE_EQ(site.gain, site.top1 - off.baseline_top1) << site.site;
+  }
+  EXPECT_EQ(names.size(), off.sites.size());
+  EXPECT_GT(weights, 10);
+  EXPECT_GT(activations, 10);
+  EXPECT_EQ(static_cast<size_t>(weights + activations), off.sites.size());
+  for (size_t i = 1; i < off.sites.size(); ++i) EXPECT_GE(off.sites[i - 1].gain, off.sites[i].gain);
+  const auto same = measure_sensitivity(out, 0, 4, "cpu");
+  EXPECT_EQ(same.sites.size(), off.sites.size());
+  for (const auto& site : same.sites) EXPECT_EQ(site.gain, 0.0) << site.site;
+  EXPECT_ERROR_CONTAINS(measure_sensitivity(out, 0, 9, "cpu"), "bits must be 0");
+  EXPECT_ERROR_CONTAINS(measure_sensitivity((dir / "nothing").string(), 0, 0, "cpu"),
+                        "final.safetensors: missing");
 }
 
 TEST(ScheduleEndToEnd, BadInputIsNamed) {

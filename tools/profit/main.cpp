@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   profit::cli::Action fat = profit::cli::add_fat(app);
   profit::cli::Action quantize = profit::cli::add_quantize(app);
   profit::cli::Action aiwq = profit::cli::add_aiwq(app);
+  profit::cli::Action sensitivity = profit::cli::add_sensitivity(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("fat")) return fat();
     if (app.got_subcommand("quantize")) return quantize();
     if (app.got_subcommand("aiwq")) return aiwq();
+    if (app.got_subcommand("sensitivity")) return sensitivity();
   } catch (const c10::Error& e) {
     std::cerr << "profit: error: " << e.what_without_backtrace() << "\n";
     return 1;

@@ -1,0 +1,95 @@
+#include "profit/schedule/sensitivity.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <numeric>
+
+#include "profit/common.h"
+#include "profit/io/state_dict.h"
+#include "profit/quant/qat.h"
+#include "profit/schedule/phases.h"
+#include "profit/train/evaluate.h"
+#include "profit/train/trainer.h"
+#include "run_parts.h"
+
+namespace profit::schedule {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* type_name(quant::SiteType t) {
+  switch (t) {
+    case quant::SiteType::kWeight:
+      return "weight";
+    case quant::SiteType::kActivation:
+      return "activation";
+    case quant::SiteType::kInput:
+      return "input";
+  }
+  return "?";
+}
+
+}  // namespace
+
+SensitivityReport measure_sensitivity(const std::string& run_dir, int64_t images, int raise_to,
+                                      const std::string& device_name, bool progress) {
+  TORCH_CHECK(raise_to == 0 || (raise_to >= 2 && raise_to <= 8),
+              "sensitivity: bits must be 0 (full precision) or 2..8, got ", raise_to);
+  TORCH_CHECK(images >= 0, "sensitivity: images must be >= 0, got ", images);
+  const fs::path run(run_dir);
+  const fs::path weights = run / "final.safetensors";
+  TORCH_CHECK(fs::exists(weights), weights.string(), ": missing (is the run finished?)");
+  train::TrainConfig cfg;
+  train::from_json(cfg, detail::read_json(run / "config.json"));
+  const auto policy = quant::load_policy((run / "policy.yaml").string());
+  const auto phases = phases_from_json(detail::read_json(run / "phases.json"));
+  TORCH_CHECK(!phases.empty(), (run / "phases.json").string(), ": no phases");
+  const torch::Device device = parse_device(device_name);
+
+  auto test_set = data::open_dataset(cfg.data, "test", cfg.seed);
+  train::resolve_model_config(cfg, *test_set);
+  auto model = nn::create_model(cfg.model);
+  const auto sites = quant::quantize(*model, policy);
+  io::load_state_dict(*model, io::load_weights_file(weights.string()), true, weights.string());
+  model->to(device);
+  detail::set_phase_roles(sites, policy, phases.back());
+
+  data::DatasetPtr eval_set = test_set;
+  if (images > 0 && static_cast<size_t>(images) < test_set->size()) {
+    std::vector<size_t> first(static_cast<size_t>(images));
+    std::iota(first.begin(), first.end(), size_t{0});
+    eval_set = std::make_shared<data::Subset>(test_set, first);
+  }
+  data::DataLoader loader(eval_set, {cfg.eval_batch_size, false, false, 0, 1, cfg.seed});
+  auto top1 = [&](const std::string& label) {
+    return train::evaluate(
+               *model, [&](torch::Tensor x) { return model->forward(std::move(x)); }, loader,
+               device, progress, label)
+        .top1;
+  };
+
+  SensitivityReport report;
+  report.images = static_cast<int64_t>(eval_set->size());
+  report.raise_to = raise_to;
+  report.baseline_top1 = top1("baseline");
+  for (const auto& s : sites) {
+    if (s.quantizer->state() != quant::QuantState::kQuantizing) continue;
+    const int bits = s.quantizer->bits();
+    // Only this site changes; its state and bits are put back before the next one.
+    if (raise_to == 0)
+      s.quantizer->set_state(quant::QuantState::kOff);
+    else
+      s.quantizer->set_bits(raise_to);
+    const double t = top1(s.name);
+    s.quantizer->set_state(quant::QuantState::kQuantizing);
+    s.quantizer->set_bits(bits);
+    report.sites.push_back({s.name, type_name(s.type), bits, t, t - report.baseline_top1});
+  }
+  std::stable_sort(
+      report.sites.begin(), report.sites.end(),
+      [](const SiteSensitivity& a, const SiteSensitivity& b) { return a.gain > b.gain; });
+  return report;
+}
+
+}  // namespace profit::schedule

@@ -1,0 +1,59 @@
+// profit sensitivity: which quantizer sites of a finished profit quantize run cost accuracy.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "profit/io/atomic_file.h"
+#include "profit/schedule/sensitivity.h"
+
+namespace profit::cli {
+
+Action add_sensitivity(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "sensitivity",
+      "per-site accuracy cost of a profit quantize run: each quantizer alone in full precision "
+      "(or at --bits), top-1 gain vs the quantized model");
+  auto run = std::make_shared<std::string>();
+  auto json = std::make_shared<std::string>();
+  auto device = std::make_shared<std::string>("cpu");
+  auto images = std::make_shared<int64_t>(2000);
+  auto bits = std::make_shared<int>(0);
+  auto top = std::make_shared<int>(0);
+  cmd->add_option("--run", *run, "run folder of profit quantize (holds final.safetensors)")
+      ->required();
+  cmd->add_option("--images", *images, "first N test images (0: all)")->capture_default_str();
+  cmd->add_option("--bits", *bits, "0: the site in full precision; 2..8: the site at these bits")
+      ->capture_default_str();
+  cmd->add_option("--top", *top, "print only the N largest gains (0: all)")->capture_default_str();
+  cmd->add_option("--json", *json, "also write the report as JSON here");
+  cmd->add_option("--device", *device, "cpu | cuda | cuda:N")->capture_default_str();
+  return [=] {
+    const auto r = schedule::measure_sensitivity(*run, *images, *bits, *device);
+    std::printf("sensitivity of %s: %ld test images, each site %s\n", run->c_str(),
+                static_cast<long>(r.images),
+                r.raise_to == 0 ? "in full precision"
+                                : ("at " + std::to_string(r.raise_to) + " bits").c_str());
+    std::printf("baseline (all sites quantized): top-1 %.2f %%\n", r.baseline_top1);
+    std::printf("%4s %-40s %-10s %4s %8s %8s\n", "rank", "site", "type", "bits", "top-1", "gain");
+    nlohmann::json out = {{"run", *run},
+                          {"images", r.images},
+                          {"raise_to", r.raise_to},
+                          {"baseline_top1", r.baseline_top1},
+                          {"sites", nlohmann::json::array()}};
+    for (size_t i = 0; i < r.sites.size(); ++i) {
+      const auto& s = r.sites[i];
+      if (*top <= 0 || static_cast<int>(i) < *top)
+        std::printf("%4zu %-40s %-10s %4d %8.2f %+8.2f\n", i + 1, s.site.c_str(), s.type.c_str(),
+                    s.bits, s.top1, s.gain);
+      out["sites"].push_back({{"site", s.site},
+                              {"type", s.type},
+                              {"bits", s.bits},
+                              {"top1", s.top1},
+                              {"gain", s.gain}});
+    }
+    if (!json->empty()) io::write_file_atomic(*json, out.dump(1) + "\n");
+    return 0;
+  };
+}
+
+}  // namespace profit::cli
