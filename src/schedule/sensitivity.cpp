@@ -86,6 +86,29 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, int64_t images
     s.quantizer->set_bits(bits);
     report.sites.push_back({s.name, type_name(s.type), bits, t, t - report.baseline_top1});
   }
+  // Whole roles: every weight quantizer, then every activation (and input) quantizer at once.
+  for (const bool weights : {true, false}) {
+    std::vector<std::pair<const quant::QuantSite*, int>> changed;
+    for (const auto& s : sites)
+      if (s.quantizer->state() == quant::QuantState::kQuantizing &&
+          (s.type == quant::SiteType::kWeight) == weights)
+        changed.emplace_back(&s, s.quantizer->bits());
+    if (changed.empty()) continue;
+    for (const auto& [s, bits] : changed) {
+      if (raise_to == 0)
+        s->quantizer->set_state(quant::QuantState::kOff);
+      else
+        s->quantizer->set_bits(raise_to);
+    }
+    const std::string name = weights ? "all weights" : "all activations";
+    const double t = top1(name);
+    for (const auto& [s, bits] : changed) {
+      s->quantizer->set_state(quant::QuantState::kQuantizing);
+      s->quantizer->set_bits(bits);
+    }
+    report.groups.push_back(
+        {name, weights ? "weight" : "activation", 0, t, t - report.baseline_top1});
+  }
   std::stable_sort(
       report.sites.begin(), report.sites.end(),
       [](const SiteSensitivity& a, const SiteSensitivity& b) { return a.gain > b.gain; });

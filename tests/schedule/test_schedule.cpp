@@ -545,6 +545,13 @@ TEST(ScheduleEndToEnd, SensitivityOfAFinishedRun) {
   const auto same = measure_sensitivity(out, 0, 4, "cpu");
   EXPECT_EQ(same.sites.size(), off.sites.size());
   for (const auto& site : same.sites) EXPECT_EQ(site.gain, 0.0) << site.site;
+  ASSERT_EQ(same.groups.size(), 2u);
+  for (const auto& g : same.groups) EXPECT_EQ(g.gain, 0.0) << g.site;
+  ASSERT_EQ(off.groups.size(), 2u);
+  EXPECT_EQ(off.groups[0].site, "all weights");
+  EXPECT_EQ(off.groups[1].site, "all activations");
+  // Both reports evaluate the same quantized model first.
+  EXPECT_DOUBLE_EQ(same.baseline_top1, off.baseline_top1);
   EXPECT_ERROR_CONTAINS(measure_sensitivity(out, 0, 9, "cpu"), "bits must be 0");
   EXPECT_ERROR_CONTAINS(measure_sensitivity((dir / "nothing").string(), 0, 0, "cpu"),
                         "final.safetensors: missing");

@@ -51,6 +51,25 @@ Action add_sensitivity(CLI::App& app) {
                               {"top1", s.top1},
                               {"gain", s.gain}});
     }
+    // Per type: how many sites, the sum of their gains (a rough total, the sites interact) and
+    // how many gain anything.
+    for (const char* type : {"weight", "activation", "input"}) {
+      int n = 0, positive = 0;
+      double sum = 0.0;
+      for (const auto& s : r.sites)
+        if (s.type == type) {
+          ++n;
+          sum += s.gain;
+          positive += s.gain > 0.0;
+        }
+      if (n > 0)
+        std::printf("%s sites: %d, sum of gains %+.2f, %d with a gain\n", type, n, sum, positive);
+    }
+    out["groups"] = nlohmann::json::array();
+    for (const auto& g : r.groups) {
+      std::printf("%s changed at once: top-1 %.2f, gain %+.2f\n", g.site.c_str(), g.top1, g.gain);
+      out["groups"].push_back({{"group", g.site}, {"top1", g.top1}, {"gain", g.gain}});
+    }
     if (!json->empty()) io::write_file_atomic(*json, out.dump(1) + "\n");
     return 0;
   };

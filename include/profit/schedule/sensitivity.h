@@ -24,6 +24,9 @@ struct SensitivityReport {
   int64_t images = 0;
   int raise_to = 0;                    // 0: each site in full precision, else that bit width
   std::vector<SiteSensitivity> sites;  // sorted by gain, largest first
+  /// Every site of one type changed at once (site = "all weights" / "all activations", the
+  /// activations including the input sites; bits = 0): how the loss splits between the roles.
+  std::vector<SiteSensitivity> groups;
 };
 
 /// Measures every quantizing site of the run in `run_dir` (config.json, policy.yaml,
