@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <numeric>
+#include <tuple>
 
 #include "profit/common.h"
 #include "profit/io/state_dict.h"
@@ -69,45 +70,45 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, int64_t images
         .top1;
   };
 
-  SensitivityReport report;
-  report.images = static_cast<int64_t>(eval_set->size());
-  report.raise_to = raise_to;
-  report.baseline_top1 = top1("baseline");
-  for (const auto& s : sites) {
-    if (s.quantizer->state() != quant::QuantState::kQuantizing) continue;
-    const int bits = s.quantizer->bits();
-    // Only this site changes; its state and bits are put back before the next one.
-    if (raise_to == 0)
-      s.quantizer->set_state(quant::QuantState::kOff);
-    else
-      s.quantizer->set_bits(raise_to);
-    const double t = top1(s.name);
-    s.quantizer->set_state(quant::QuantState::kQuantizing);
-    s.quantizer->set_bits(bits);
-    report.sites.push_back({s.name, type_name(s.type), bits, t, t - report.baseline_top1});
-  }
-  // Whole roles: every weight quantizer, then every activation (and input) quantizer at once.
-  for (const bool weights : {true, false}) {
-    std::vector<std::pair<const quant::QuantSite*, int>> changed;
-    for (const auto& s : sites)
-      if (s.quantizer->state() == quant::QuantState::kQuantizing &&
-          (s.type == quant::SiteType::kWeight) == weights)
-        changed.emplace_back(&s, s.quantizer->bits());
-    if (changed.empty()) continue;
-    for (const auto& [s, bits] : changed) {
+  // Top-1 with the given quantizers changed (off, or at raise_to bits); they are put back
+  // (quantizing, their own bits) before it returns.
+  auto top1_changed = [&](const std::vector<const quant::QuantSite*>& changed,
+                          const std::string& label) {
+    std::vector<int> bits;
+    for (const auto* s : changed) {
+      bits.push_back(s->quantizer->bits());
       if (raise_to == 0)
         s->quantizer->set_state(quant::QuantState::kOff);
       else
         s->quantizer->set_bits(raise_to);
     }
-    const std::string name = weights ? "all weights" : "all activations";
-    const double t = top1(name);
-    for (const auto& [s, bits] : changed) {
-      s->quantizer->set_state(quant::QuantState::kQuantizing);
-      s->quantizer->set_bits(bits);
+    const double t = top1(label);
+    for (size_t i = 0; i < changed.size(); ++i) {
+      changed[i]->quantizer->set_state(quant::QuantState::kQuantizing);
+      changed[i]->quantizer->set_bits(bits[i]);
     }
-    report.groups.push_back(
-        {name, weights ? "weight" : "activation", 0, t, t - report.baseline_top1});
+    return t;
+  };
+
+  SensitivityReport report;
+  report.images = static_cast<int64_t>(eval_set->size());
+  report.raise_to = raise_to;
+  report.baseline_top1 = top1("baseline");
+  std::vector<const quant::QuantSite*> weight_sites, act_sites;  // act_sites include inputs
+  for (const auto& s : sites) {
+    if (s.quantizer->state() != quant::QuantState::kQuantizing) continue;
+    (s.type == quant::SiteType::kWeight ? weight_sites : act_sites).push_back(&s);
+    const double t = top1_changed({&s}, s.name);
+    report.sites.push_back(
+        {s.name, type_name(s.type), s.quantizer->bits(), t, t - report.baseline_top1});
+  }
+  // Whole roles: every weight quantizer, then every activation (and input) quantizer at once.
+  for (const auto& [name, type, group] :
+       {std::tuple{"all weights", "weight", &weight_sites},
+        std::tuple{"all activations", "activation", &act_sites}}) {
+    if (group->empty()) continue;
+    const double t = top1_changed(*group, name);
+    report.groups.push_back({name, type, 0, t, t - report.baseline_top1});
   }
   std::stable_sort(
       report.sites.begin(), report.sites.end(),
