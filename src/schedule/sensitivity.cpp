@@ -34,7 +34,8 @@ const char* type_name(quant::SiteType t) {
 }  // namespace
 
 SensitivityReport measure_sensitivity(const std::string& run_dir, int64_t images, int raise_to,
-                                      const std::string& device_name, bool progress) {
+                                      const std::string& device_name, bool progress,
+                                      const std::string& data_root) {
   TORCH_CHECK(raise_to == 0 || (raise_to >= 2 && raise_to <= 8),
               "sensitivity: bits must be 0 (full precision) or 2..8, got ", raise_to);
   TORCH_CHECK(images >= 0, "sensitivity: images must be >= 0, got ", images);
@@ -43,6 +44,7 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, int64_t images
   TORCH_CHECK(fs::exists(weights), weights.string(), ": missing (is the run finished?)");
   train::TrainConfig cfg;
   train::from_json(cfg, detail::read_json(run / "config.json"));
+  if (!data_root.empty()) cfg.data.root = data_root;
   const auto policy = quant::load_policy((run / "policy.yaml").string());
   const auto phases = phases_from_json(detail::read_json(run / "phases.json"));
   TORCH_CHECK(!phases.empty(), (run / "phases.json").string(), ": no phases");

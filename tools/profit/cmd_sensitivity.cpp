@@ -27,8 +27,11 @@ Action add_sensitivity(CLI::App& app) {
   cmd->add_option("--top", *top, "print only the N largest gains (0: all)")->capture_default_str();
   cmd->add_option("--json", *json, "also write the report as JSON here");
   cmd->add_option("--device", *device, "cpu | cuda | cuda:N")->capture_default_str();
+  auto data_root = std::make_shared<std::string>();
+  cmd->add_option("--data-root", *data_root,
+                  "dataset folder, if not where the run had it (a run made on another machine)");
   return [=] {
-    const auto r = schedule::measure_sensitivity(*run, *images, *bits, *device);
+    const auto r = schedule::measure_sensitivity(*run, *images, *bits, *device, false, *data_root);
     std::printf("sensitivity of %s: %ld test images, each site %s\n", run->c_str(),
                 static_cast<long>(r.images),
                 r.raise_to == 0 ? "in full precision"

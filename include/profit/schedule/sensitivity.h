@@ -31,8 +31,10 @@ struct SensitivityReport {
 
 /// Measures every quantizing site of the run in `run_dir` (config.json, policy.yaml,
 /// phases.json, final.safetensors). images = 0: the whole test split. raise_to: 0 (site off,
-/// full precision) or 2..8. Errors name the missing or bad file.
+/// full precision) or 2..8. data_root: where the dataset is, if not where the run had it (e.g. a
+/// run made on another machine); empty: the run's. Errors name the missing or bad file.
 SensitivityReport measure_sensitivity(const std::string& run_dir, int64_t images, int raise_to,
-                                      const std::string& device, bool progress = false);
+                                      const std::string& device, bool progress = false,
+                                      const std::string& data_root = "");
 
 }  // namespace profit::schedule
