@@ -51,6 +51,13 @@ Subset::Subset(DatasetPtr base, std::vector<size_t> indices)
   for (size_t i : indices_) TORCH_CHECK(i < base_->size(), "subset index ", i, " out of range");
 }
 
+DatasetPtr first_items(DatasetPtr base, int64_t n) {
+  if (n <= 0 || static_cast<size_t>(n) >= base->size()) return base;
+  std::vector<size_t> first(static_cast<size_t>(n));
+  std::iota(first.begin(), first.end(), size_t{0});
+  return std::make_shared<Subset>(std::move(base), std::move(first));
+}
+
 DatasetPtr random_subset(DatasetPtr base, double fraction, uint64_t seed) {
   TORCH_CHECK(fraction > 0.0 && fraction <= 1.0, "subset fraction must be in (0, 1], got ",
               fraction);

@@ -5,7 +5,6 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
-#include <numeric>
 
 #include "profit/common.h"
 #include "profit/freeze/aiwq.h"
@@ -28,7 +27,6 @@ namespace profit::schedule {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-using detail::eval_json;
 using detail::read_json;
 using detail::write_json;
 
@@ -80,13 +78,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   data::DataLoader loader(train_set, {cfg.batch_size, true, true, cfg.workers, 4, cfg.seed});
   data::DataLoader test_loader(test_set,
                                {cfg.eval_batch_size, false, false, cfg.workers, 4, cfg.seed});
-  data::DatasetPtr eval_set = test_set;
-  if (settings.eval_images > 0 && static_cast<size_t>(settings.eval_images) < test_set->size()) {
-    std::vector<size_t> first(static_cast<size_t>(settings.eval_images));
-    std::iota(first.begin(), first.end(), size_t{0});
-    eval_set = std::make_shared<data::Subset>(test_set, first);
-  }
-  data::DataLoader eval_loader(eval_set,
+  data::DataLoader eval_loader(data::first_items(test_set, settings.eval_images),
                                {cfg.eval_batch_size, false, false, cfg.workers, 4, cfg.seed});
   int64_t steps_per_epoch = loader.batches_per_epoch();
   if (cfg.steps_per_epoch > 0) steps_per_epoch = std::min(steps_per_epoch, cfg.steps_per_epoch);
@@ -122,7 +114,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     io::load_state_dict(*fp_model, io::load_weights_file(cfg.init_weights), true, cfg.init_weights);
   fp_model->to(device);
   if (!results.contains("fp")) {
-    results["fp"] = eval_json(train::evaluate(
+    results["fp"] = train::to_json(train::evaluate(
         *fp_model, [&](torch::Tensor x) { return fp_model->forward(std::move(x)); }, test_loader,
         device, cfg.progress, "fp"));
     results["phases"] = nlohmann::json::array();
@@ -290,13 +282,13 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                             {"lr_mult", epoch_mult},
                             {"train_loss", train_loss},
                             {"train_top1", train_top1},
-                            {"test", eval_json(last_model)}};
+                            {"test", train::to_json(last_model)}};
       rec["elapsed_seconds"] = elapsed();  // for time-to-accuracy comparisons
       rec["train_seconds"] = train_seconds;
-      if (ema) rec["test_ema"] = eval_json(last_ema);
+      if (ema) rec["test_ema"] = train::to_json(last_ema);
       if (settings.eval_train_mode) {
         last_train_mode = evaluator.train_mode(eval_loader);
-        rec["test_train_mode"] = eval_json(last_train_mode);
+        rec["test_train_mode"] = train::to_json(last_train_mode);
       }
       metrics.write(rec);
       std::fprintf(stderr, "%s epoch %ld/%ld: train loss %.4f top1 %.2f | test top1 %.2f%s\n",
@@ -314,11 +306,11 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                                      {"epochs", ph.epochs},
                                      {"frozen_layers", frozen.size()},
                                      {"best_top1", phase_best},
-                                     {"last", eval_json(last_model)},
-                                     {"last_ema", eval_json(last_ema)},
+                                     {"last", train::to_json(last_model)},
+                                     {"last_ema", train::to_json(last_ema)},
                                      {"step", pos.step}});
         if (settings.eval_train_mode)
-          results["phases"].back()["last_train_mode"] = eval_json(last_train_mode);
+          results["phases"].back()["last_train_mode"] = train::to_json(last_train_mode);
         write_json(results_path, results);
         ++pos.phase;
         pos.epoch = 0;
@@ -354,7 +346,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   summary.json = {{"config", train::to_json(cfg)},
                   {"phases", results["phases"]},
                   {"fp", results["fp"]},
-                  {"final", eval_json(final_model)},
+                  {"final", train::to_json(final_model)},
                   {"steps", pos.step},
                   {"fp_size_bytes", fp_cost.size_bits() / 8.0},
                   {"fp_bops", fp_cost.bops},
@@ -365,9 +357,9 @@ QuantizeSummary run_quantize(QuantizeJob job) {
                   {"threads", results.value("threads", nlohmann::json::array())},
                   {"resumed", resuming},
                   {"device", device.str()}};
-  if (ema) summary.json["final_ema"] = eval_json(final_ema);
+  if (ema) summary.json["final_ema"] = train::to_json(final_ema);
   if (settings.eval_train_mode)  // the BN train/eval gap on the full test set
-    summary.json["final_train_mode"] = eval_json(evaluator.train_mode(test_loader));
+    summary.json["final_train_mode"] = train::to_json(evaluator.train_mode(test_loader));
   if (aiwq.contains("ranking")) summary.json["aiwq_ranking"] = aiwq["ranking"];
   write_json(out / "summary.json", summary.json);
   return summary;

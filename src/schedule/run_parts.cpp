@@ -58,10 +58,6 @@ void write_json(const fs::path& p, const nlohmann::json& j) {
   io::write_file_atomic(p.string(), j.dump(1) + "\n");
 }
 
-nlohmann::json eval_json(const train::EvalResult& r) {
-  return {{"loss", r.loss}, {"top1", r.top1}, {"top5", r.top5}, {"count", r.count}};
-}
-
 void set_phase_roles(const std::vector<quant::QuantSite>& sites, const quant::QuantPolicy& policy,
                      const Phase& phase) {
   set_role(sites, policy, SiteType::kActivation, phase.act_bits);

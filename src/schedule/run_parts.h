@@ -22,8 +22,6 @@ namespace profit::schedule::detail {
 nlohmann::json read_json(const std::filesystem::path& p);
 /// Written atomically (temp file, fsync, rename), indented.
 void write_json(const std::filesystem::path& p, const nlohmann::json& j);
-/// {loss, top1, top5, count} of an evaluation.
-nlohmann::json eval_json(const train::EvalResult& r);
 
 /// Bits and states of both roles as `phase` wants them (0 bits: that role off).
 void set_phase_roles(const std::vector<quant::QuantSite>& sites, const quant::QuantPolicy& policy,

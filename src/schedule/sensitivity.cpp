@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <numeric>
 #include <tuple>
 
 #include "profit/common.h"
@@ -58,12 +57,7 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, int64_t images
   model->to(device);
   detail::set_phase_roles(sites, policy, phases.back());
 
-  data::DatasetPtr eval_set = test_set;
-  if (images > 0 && static_cast<size_t>(images) < test_set->size()) {
-    std::vector<size_t> first(static_cast<size_t>(images));
-    std::iota(first.begin(), first.end(), size_t{0});
-    eval_set = std::make_shared<data::Subset>(test_set, first);
-  }
+  const auto eval_set = data::first_items(test_set, images);
   data::DataLoader loader(eval_set, {cfg.eval_batch_size, false, false, 0, 1, cfg.seed});
   auto top1 = [&](const std::string& label) {
     return train::evaluate(

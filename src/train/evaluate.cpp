@@ -4,6 +4,10 @@
 
 namespace profit::train {
 
+nlohmann::json to_json(const EvalResult& r) {
+  return {{"loss", r.loss}, {"top1", r.top1}, {"top5", r.top5}, {"count", r.count}};
+}
+
 int64_t topk_correct(const torch::Tensor& logits, const torch::Tensor& labels, int64_t k) {
   k = std::min<int64_t>(k, logits.size(1));
   auto top = std::get<1>(logits.topk(k, 1));

@@ -44,14 +44,6 @@ void restore_run_config(TrainConfig& cfg, const std::string& path) {
   cfg.out_dir = keep.out_dir;
 }
 
-namespace {
-
-nlohmann::json eval_json(const EvalResult& r) {
-  return {{"loss", r.loss}, {"top1", r.top1}, {"top5", r.top5}, {"count", r.count}};
-}
-
-}  // namespace
-
 TrainSummary train(TrainConfig cfg) {
   const auto t0 = std::chrono::steady_clock::now();
   const fs::path out(cfg.out_dir);
@@ -164,7 +156,7 @@ TrainSummary train(TrainConfig cfg) {
     summary.final_eval = evaluate(*model, forward, test_loader, device, false);
     nlohmann::json rec = {{"kind", "epoch"},          {"step", pos.step},
                           {"epoch", pos.epoch + 1},   {"train_loss", train_loss},
-                          {"train_top1", train_top1}, {"test", eval_json(summary.final_eval)}};
+                          {"train_top1", train_top1}, {"test", to_json(summary.final_eval)}};
     if (summary.final_eval.top1 > pos.best_top1) {
       pos.best_top1 = summary.final_eval.top1;
       io::save_safetensors((out / "best.safetensors").string(), io::state_dict(*model));
@@ -172,7 +164,7 @@ TrainSummary train(TrainConfig cfg) {
     std::string ema_note;
     if (ema) {
       summary.final_ema_eval = evaluate_ema();
-      rec["test_ema"] = eval_json(summary.final_ema_eval);
+      rec["test_ema"] = to_json(summary.final_ema_eval);
       if (summary.final_ema_eval.top1 > pos.best_ema_top1) {
         pos.best_ema_top1 = summary.final_ema_eval.top1;
         io::save_safetensors((out / "best_ema.safetensors").string(),

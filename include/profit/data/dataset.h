@@ -64,6 +64,9 @@ class ErasingDataset : public Dataset {
 };
 
 /// A seeded random fraction (0, 1] of `base`, or the first `limit` items when limit > 0.
+/// The first n items of `base` (n <= 0 or n >= its size: `base` itself), e.g. a fixed
+/// evaluation subset of the test split.
+DatasetPtr first_items(DatasetPtr base, int64_t n);
 DatasetPtr random_subset(DatasetPtr base, double fraction, uint64_t seed);
 
 /// Which dataset to open and how to transform it.

@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include "profit/data/loader.h"
 
 namespace profit::train {
@@ -11,6 +13,9 @@ struct EvalResult {
   double loss = 0.0, top1 = 0.0, top5 = 0.0;  // accuracies in percent
   int64_t count = 0;
 };
+
+/// {loss, top1, top5, count}: how run summaries and metrics records hold an evaluation.
+nlohmann::json to_json(const EvalResult& r);
 
 /// Number of rows of `logits` [B, K] whose label is among the k largest.
 int64_t topk_correct(const torch::Tensor& logits, const torch::Tensor& labels, int64_t k);
