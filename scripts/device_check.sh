@@ -9,8 +9,9 @@
 #        fp_models,profit; default build,test,bench,demo). Writes OUT/device_check.log and the
 #        benchmark JSONs.
 # The fp_models stage trains the FP MobileNetV1 and V3-Large (scripts/train_fp_models.sh's
-# recipes) on the GPU into runs/fp_mobilenet_{v1,v3_large}_fmnist and packs them (weights
-# included, checkpoints not) into OUT/fp_models.tar.gz: unpack it at the repository root, then
+# recipes) on the GPU into runs/fp_mobilenet_{v1,v3_large}_fmnist, publishes each finished one
+# to models/fp_mobilenet_M_fmnist and packs both (weights included, checkpoints not) into
+# OUT/fp_models.tar.gz: unpack it at the repository root (commit models/), then
 # `scripts/train_fp_models.sh` takes them as finished and only writes their table; the V1 /
 # V3-Large PROFIT recipes can then run here, or in the same call's profit stage with their names
 # in PROFIT_SPECS.
@@ -81,15 +82,22 @@ if [[ $stages == *,fp_models,* ]]; then
     ./$build/profit train --config "recipes/fp_mobilenet_$1_fashion_mnist.yaml" --device cuda \
       --data-root "$deps/fashion-mnist" --out "$run" --resume true \
       --summary-json "$run/summary.json" --progress false >"$run.log" 2>&1
-    echo "fp_mobilenet_$1_fmnist: rc $?"
+    local rc=$?
+    # Published where the PROFIT recipes start from, as scripts/train_fp_models.sh does.
+    if [ $rc -eq 0 ]; then
+      mkdir -p "models/fp_mobilenet_$1_fmnist"
+      cp "$run/config.json" "$run/final.safetensors" "$run/summary.json" "models/fp_mobilenet_$1_fmnist/"
+    fi
+    echo "fp_mobilenet_$1_fmnist: rc $rc"
   }
   export -f fp_one
   export build deps
   mkdir -p runs
   step fp_models bash -c 'printf "%s\n" v1 v3_large | xargs -P 2 -L 1 bash -c "fp_one \$0"'
-  tar -czf "$out/fp_models.tar.gz" --exclude='*.ckpt' runs/fp_mobilenet_v1_fmnist \
-    runs/fp_mobilenet_v3_large_fmnist runs/fp_mobilenet_v1_fmnist.log \
-    runs/fp_mobilenet_v3_large_fmnist.log
+  tar -czf "$out/fp_models.tar.gz" --ignore-failed-read --exclude='*.ckpt' \
+    runs/fp_mobilenet_v1_fmnist runs/fp_mobilenet_v3_large_fmnist \
+    runs/fp_mobilenet_v1_fmnist.log runs/fp_mobilenet_v3_large_fmnist.log \
+    models/fp_mobilenet_v1_fmnist models/fp_mobilenet_v3_large_fmnist
   grep -h "rc " "$log" | tail -n 4
 fi
 if [[ $stages == *,profit,* ]]; then

@@ -34,6 +34,10 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build profit >/dev/null
 mkdir -p docs/img
 source scripts/profit_spec.sh
+# Each finished run's summary, policy, phase list and AIWQ table are copied into the repository
+# (docs/data/runs/...: a few kB a run), so that the tables can be written again when the run
+# folders are gone (a new machine): the table is written from the archived copies.
+archive=docs/data
 outs=() todo=()
 for spec in "${bits[@]}"; do
   profit_spec "$spec"
@@ -41,8 +45,9 @@ for spec in "${bits[@]}"; do
   for s in "${spec_seeds[@]}"; do
     out=$runs/${spec_name}_s${s}
     outs+=("$out")
-    # A finished run (it has its summary) is used as it is; an unfinished one resumes.
-    if [ ! -f "$out/summary.json" ]; then
+    # A finished run (it has its summary, here or in the committed archive) is used as it is;
+    # an unfinished one resumes.
+    if [ ! -f "$out/summary.json" ] && [ ! -f "$archive/$out/summary.json" ]; then
       todo+=("$spec_recipe $s $out")
     fi
   done
@@ -64,8 +69,17 @@ summaries=()
 for out in "${outs[@]}"; do
   img=$(basename "$out")
   [ "$runs" = runs ] || img=$(basename "$runs")_$img  # e.g. cuda_profit_w4a4_s1
-  ./build/profit aiwq --run "$out" --svg "docs/img/${img}_aiwq.svg" > "$out/aiwq.txt"
-  /usr/bin/python3 scripts/plot_profit.py "$out" "docs/img/${img}_curves.svg"
-  summaries+=("$out/summary.json")
+  if [ -f "$out/summary.json" ]; then
+    ./build/profit aiwq --run "$out" --svg "docs/img/${img}_aiwq.svg" > "$out/aiwq.txt"
+    /usr/bin/python3 scripts/plot_profit.py "$out" "docs/img/${img}_curves.svg"
+    mkdir -p "$archive/$out"
+    for f in summary.json policy.yaml phases.json aiwq.txt; do
+      [ ! -f "$out/$f" ] || cp "$out/$f" "$archive/$out/$f"
+    done
+    gzip -9 -n -c "$out/metrics.jsonl" > "$archive/$out/metrics.jsonl.gz"
+  else
+    echo "$out: run folder gone, using its archived summary in $archive/$out" >&2
+  fi
+  summaries+=("$archive/$out/summary.json")
 done
 /usr/bin/python3 scripts/write_results.py profit "scripts/profit_table.sh $*" "${summaries[@]}"

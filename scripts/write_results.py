@@ -291,6 +291,15 @@ def run_name(summary_path):
     return re.sub(r"_s\d+$", "", pathlib.Path(summary_path).parent.name)
 
 
+def image_stem(run_dir):
+    """The run's plot names in docs/img, as scripts/profit_table.sh writes them: runs/X and its
+    archived copy docs/data/runs/X -> X; runs/cuda/X (GPU runs) -> cuda_X."""
+    run_dir = pathlib.Path(run_dir)
+    if run_dir.parent.name == "runs":
+        return run_dir.name
+    return f"{run_dir.parent.name}_{run_dir.name}"
+
+
 # The issue's goals for MobileNetV2 with PROFIT: drop vs our FP model at most this many points.
 PROFIT_GOALS = {"profit_w4a4": 0.3, "profit_w3a3": 1.0, "profit_w2a2": 3.0}
 
@@ -362,7 +371,8 @@ def profit_section(command, paths):
         "first/last-layer exception, precision-highway residuals; MobileNetV3 keeps its SE "
         "module at 8 bit (the paper's supplement). "
         "Final = full 10,000-image test set after the last phase; mean ± sample std over seeds "
-        "where there are several.",
+        "where there are several. Each run's summary, phase list, AIWQ table and step metrics "
+        "are kept in `docs/data/runs/NAME_sSEED/` (the tables are written from those copies).",
         "",
     ]
     summary_rows = []
@@ -452,9 +462,7 @@ def profit_section(command, paths):
              for ph in r["phases"]])
         for img, what in [("curves", "Training loss per phase and test top-1"),
                           ("aiwq", "AIWQ per conv layer")]:
-            stem = run_dir.name if run_dir.parent.name == "runs" else \
-                f"{run_dir.parent.name}_{run_dir.name}"  # as scripts/profit_table.sh names them
-            name = f"img/{stem}_{img}.svg"
+            name = f"img/{image_stem(run_dir)}_{img}.svg"
             if (DOC.parent / name).exists():
                 rows += ["", f"{what}: ![{what}]({name})"]
     write_section("profit", rows)

@@ -32,6 +32,15 @@ class WriteResultsProfit(unittest.TestCase):
         self.assertEqual(w.run_name("runs/profit_w4a4_steplr_s2/summary.json"),
                          "profit_w4a4_steplr")
 
+    def test_image_stem_is_the_same_for_a_run_and_its_archived_copy(self):
+        self.assertEqual(w.image_stem("runs/profit_w4a4_s1"), "profit_w4a4_s1")
+        self.assertEqual(w.image_stem("docs/data/runs/profit_w4a4_s1"), "profit_w4a4_s1")
+        self.assertEqual(w.image_stem("runs/cuda/profit_w3a3_s2"), "cuda_profit_w3a3_s2")
+        self.assertEqual(w.image_stem("docs/data/runs/cuda/profit_w3a3_s2"),
+                         "cuda_profit_w3a3_s2")
+        self.assertEqual(w.run_name("docs/data/runs/noprofit_w3a3_s1/summary.json"),
+                         "noprofit_w3a3")
+
     def test_goal_verdict_uses_the_mean_drop_and_counts_seeds(self):
         runs = [run("profit_w4a4", 1, 94.0, 93.8), run("profit_w4a4", 2, 94.0, 93.6),
                 run("profit_w3a3", 1, 94.0, 93.0), run("profit_w3a3", 2, 94.0, 93.2),
