@@ -32,22 +32,22 @@ const char* type_name(quant::SiteType t) {
 
 }  // namespace
 
-SensitivityReport measure_sensitivity(const std::string& run_dir, int64_t images, int raise_to,
-                                      const std::string& device_name, bool progress,
-                                      const std::string& data_root) {
+SensitivityReport measure_sensitivity(const std::string& run_dir, const SensitivityOptions& o) {
+  const int raise_to = o.raise_to();
   TORCH_CHECK(raise_to == 0 || (raise_to >= 2 && raise_to <= 8),
               "sensitivity: bits must be 0 (full precision) or 2..8, got ", raise_to);
-  TORCH_CHECK(images >= 0, "sensitivity: images must be >= 0, got ", images);
+  TORCH_CHECK(o.images() >= 0, "sensitivity: images must be >= 0, got ", o.images());
+  TORCH_CHECK(o.bn_batches() >= 0, "sensitivity: bn batches must be >= 0, got ", o.bn_batches());
   const fs::path run(run_dir);
   const fs::path weights = run / "final.safetensors";
   TORCH_CHECK(fs::exists(weights), weights.string(), ": missing (is the run finished?)");
   train::TrainConfig cfg;
   train::from_json(cfg, detail::read_json(run / "config.json"));
-  if (!data_root.empty()) cfg.data.root = data_root;
+  if (!o.data_root().empty()) cfg.data.root = o.data_root();
   const auto policy = quant::load_policy((run / "policy.yaml").string());
   const auto phases = phases_from_json(detail::read_json(run / "phases.json"));
   TORCH_CHECK(!phases.empty(), (run / "phases.json").string(), ": no phases");
-  const torch::Device device = parse_device(device_name);
+  const torch::Device device = parse_device(o.device());
 
   auto test_set = data::open_dataset(cfg.data, "test", cfg.seed);
   train::resolve_model_config(cfg, *test_set);
@@ -57,13 +57,25 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, int64_t images
   model->to(device);
   detail::set_phase_roles(sites, policy, phases.back());
 
-  const auto eval_set = data::first_items(test_set, images);
+  const auto eval_set = data::first_items(test_set, o.images());
   data::DataLoader loader(eval_set, {cfg.eval_batch_size, false, false, 0, 1, cfg.seed});
+  // The same training batches for every measurement (epoch 0 of the run's shuffled order).
+  std::vector<torch::Tensor> bn_batches;
+  if (o.bn_batches() > 0) {
+    data::DataLoader train_loader(data::open_dataset(cfg.data, "train", cfg.seed),
+                                  {cfg.batch_size, true, true, 0, 1, cfg.seed});
+    TORCH_CHECK(o.bn_batches() <= train_loader.batches_per_epoch(), "sensitivity: bn batches ",
+                o.bn_batches(), " exceeds the ", train_loader.batches_per_epoch(),
+                " batches of the training split");
+    for (int64_t b = 0; b < o.bn_batches(); ++b)
+      bn_batches.push_back(train_loader.make_batch(0, b).images.to(device));
+  }
+  const auto fwd = [&](torch::Tensor x) { return model->forward(std::move(x)); };
   auto top1 = [&](const std::string& label) {
-    return train::evaluate(
-               *model, [&](torch::Tensor x) { return model->forward(std::move(x)); }, loader,
-               device, progress, label)
-        .top1;
+    // Re-estimated statistics are used for this one evaluation and then put back.
+    BufferAndRngGuard keep_bn(*model, BufferAndRngGuard::Buffers::kBatchNorm);
+    if (!bn_batches.empty()) train::recalibrate_batchnorm(*model, fwd, bn_batches);
+    return train::evaluate(*model, fwd, loader, device, o.progress(), label).top1;
   };
 
   // Top-1 with the given quantizers changed (off, or at raise_to bits); they are put back
@@ -89,6 +101,7 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, int64_t images
   SensitivityReport report;
   report.images = static_cast<int64_t>(eval_set->size());
   report.raise_to = raise_to;
+  report.bn_batches = o.bn_batches();
   report.baseline_top1 = top1("baseline");
   std::vector<const quant::QuantSite*> weight_sites, act_sites;  // act_sites include inputs
   for (const auto& s : sites) {

@@ -22,6 +22,33 @@ torch::Tensor smoothed_cross_entropy(const torch::Tensor& logits, const torch::T
   return ((1.0 - eps) * nll - eps * logp.mean(1)).mean();
 }
 
+void recalibrate_batchnorm(torch::nn::Module& model,
+                           const std::function<torch::Tensor(torch::Tensor)>& fwd,
+                           const std::vector<torch::Tensor>& batches) {
+  TORCH_CHECK(!batches.empty(), "recalibrate_batchnorm: no batches");
+  torch::NoGradGuard no_grad;
+  struct Saved {
+    torch::nn::BatchNorm2dImpl* bn;
+    c10::optional<double> momentum;
+  };
+  std::vector<Saved> saved;
+  for (auto& m : model.modules(true))
+    if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
+      saved.push_back({bn, bn->options.momentum()});
+      // No momentum: the running statistics become the average over the batches seen since
+      // the reset, so every batch counts the same however many there are.
+      bn->options.momentum(c10::nullopt);
+      bn->reset_running_stats();
+    }
+  std::vector<std::pair<torch::nn::Module*, bool>> modes;
+  for (auto& m : model.modules(true)) modes.emplace_back(m.get(), m->is_training());
+  // Module::train is recursive; modules() lists parents first, so each module's own call wins.
+  for (auto& m : model.modules(true)) m->train(m->as<torch::nn::BatchNorm2dImpl>() != nullptr);
+  for (const auto& x : batches) fwd(x);
+  for (auto& [m, training] : modes) m->train(training);
+  for (auto& s : saved) s.bn->options.momentum(s.momentum);
+}
+
 EvalResult evaluate(torch::nn::Module& model,
                     const std::function<torch::Tensor(torch::Tensor)>& fwd,
                     const data::DataLoader& loader, torch::Device device, bool progress,

@@ -525,7 +525,7 @@ TEST(ScheduleEndToEnd, SensitivityOfAFinishedRun) {
   auto job = tiny_job(dir, "mobilenet_v2");
   const auto s = run_quantize(job);
   const auto& out = job.cfg.out_dir;
-  const auto off = measure_sensitivity(out, 0, 0, "cpu");
+  const auto off = measure_sensitivity(out, SensitivityOptions().images(0));
   EXPECT_DOUBLE_EQ(off.baseline_top1, s.json["final"]["top1"].get<double>());
   EXPECT_EQ(off.images, s.json["final"]["count"].get<int64_t>());
   std::set<std::string> names;
@@ -542,7 +542,7 @@ TEST(ScheduleEndToEnd, SensitivityOfAFinishedRun) {
   EXPECT_GT(activations, 10);
   EXPECT_EQ(static_cast<size_t>(weights + activations), off.sites.size());
   for (size_t i = 1; i < off.sites.size(); ++i) EXPECT_GE(off.sites[i - 1].gain, off.sites[i].gain);
-  const auto same = measure_sensitivity(out, 0, 4, "cpu");
+  const auto same = measure_sensitivity(out, SensitivityOptions().images(0).raise_to(4));
   EXPECT_EQ(same.sites.size(), off.sites.size());
   for (const auto& site : same.sites) EXPECT_EQ(site.gain, 0.0) << site.site;
   ASSERT_EQ(same.groups.size(), 2u);
@@ -552,8 +552,18 @@ TEST(ScheduleEndToEnd, SensitivityOfAFinishedRun) {
   EXPECT_EQ(off.groups[1].site, "all activations");
   // Both reports evaluate the same quantized model first.
   EXPECT_DOUBLE_EQ(same.baseline_top1, off.baseline_top1);
-  EXPECT_ERROR_CONTAINS(measure_sensitivity(out, 0, 9, "cpu"), "bits must be 0");
-  EXPECT_ERROR_CONTAINS(measure_sensitivity((dir / "nothing").string(), 0, 0, "cpu"),
+  // With BatchNorm re-estimated before every measurement (from reset, on the same batches), a
+  // site at its own bits still gains exactly nothing.
+  const auto recal =
+      measure_sensitivity(out, SensitivityOptions().images(0).raise_to(4).bn_batches(2));
+  EXPECT_EQ(recal.bn_batches, 2);
+  EXPECT_EQ(recal.sites.size(), off.sites.size());
+  for (const auto& site : recal.sites) EXPECT_EQ(site.gain, 0.0) << site.site;
+  EXPECT_ERROR_CONTAINS(measure_sensitivity(out, SensitivityOptions().raise_to(9)),
+                        "bits must be 0");
+  EXPECT_ERROR_CONTAINS(measure_sensitivity(out, SensitivityOptions().bn_batches(100000)),
+                        "bn batches 100000 exceeds");
+  EXPECT_ERROR_CONTAINS(measure_sensitivity((dir / "nothing").string()),
                         "final.safetensors: missing");
 }
 

@@ -4,6 +4,7 @@
 #include "profit/io/checkpoint.h"
 #include "profit/io/state_dict.h"
 #include "profit/train/ema.h"
+#include "profit/train/evaluate.h"
 #include "profit/train/optim.h"
 #include "profit/train/step_report.h"
 #include "profit/train/trainer.h"
@@ -51,6 +52,45 @@ TEST(Metrics, TopK) {
   EXPECT_EQ(topk_correct(logits, labels, 1), 1);  // row 0 only
   EXPECT_EQ(topk_correct(logits, labels, 2), 2);  // + row 2 (second largest)
   EXPECT_EQ(topk_correct(logits, labels, 5), 3);  // k clamps to 3 classes: all
+}
+
+// BatchNorm re-estimation against a naive reference: the running statistics become the plain
+// average of the batches' mean and unbiased variance of the conv output; the dropout in front
+// stays off (only BN trains), and every module's mode and the BN momentum come back.
+TEST(RecalibrateBatchnorm, AveragesTheBatchStatistics) {
+  torch::manual_seed(3);
+  torch::nn::Dropout drop(0.5);
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(2, 3, 3).padding(1));
+  torch::nn::BatchNorm2d bn(torch::nn::BatchNorm2dOptions(3).momentum(0.1));
+  torch::nn::Sequential net(drop, conv, bn);
+  net->eval();
+  conv->train(true);            // a mode of its own, to be put back
+  bn->running_mean.fill_(5.0);  // as if trained: the old statistics must not count
+  bn->num_batches_tracked.fill_(7);
+  std::vector<torch::Tensor> batches = {torch::randn({4, 2, 5, 5}), torch::randn({6, 2, 5, 5}),
+                                        torch::randn({3, 2, 5, 5}) * 2 + 1};
+  recalibrate_batchnorm(
+      *net, [&](torch::Tensor x) { return net->forward(x); }, batches);
+  torch::Tensor mean = torch::zeros({3}), var = torch::zeros({3});
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& x : batches) {
+      const auto y = conv->forward(x);
+      mean += y.mean({0, 2, 3}) / 3.0;
+      var += y.var({0, 2, 3}, /*unbiased=*/true) / 3.0;
+    }
+  }
+  EXPECT_TRUE(torch::allclose(bn->running_mean, mean, 1e-6, 1e-6)) << bn->running_mean << mean;
+  EXPECT_TRUE(torch::allclose(bn->running_var, var, 1e-5, 1e-6)) << bn->running_var << var;
+  EXPECT_EQ(bn->num_batches_tracked.item<int64_t>(), 3);
+  EXPECT_EQ(bn->options.momentum(), c10::optional<double>(0.1));
+  EXPECT_FALSE(net->is_training());
+  EXPECT_FALSE(drop->is_training());
+  EXPECT_TRUE(conv->is_training());
+  EXPECT_FALSE(bn->is_training());
+  EXPECT_ERROR_CONTAINS(
+      recalibrate_batchnorm(*net, [&](torch::Tensor x) { return net->forward(x); }, {}),
+      "no batches");
 }
 
 TEST(Optim, DecayGroupsExcludeBnAndBias) {

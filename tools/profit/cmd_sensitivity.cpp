@@ -30,17 +30,31 @@ Action add_sensitivity(CLI::App& app) {
   auto data_root = std::make_shared<std::string>();
   cmd->add_option("--data-root", *data_root,
                   "dataset folder, if not where the run had it (a run made on another machine)");
+  auto bn_batches = std::make_shared<int64_t>(0);
+  cmd->add_option("--bn-batches", *bn_batches,
+                  "re-estimate BatchNorm statistics on N training batches before each "
+                  "measurement (0: keep the run's)")
+      ->capture_default_str();
   return [=] {
-    const auto r = schedule::measure_sensitivity(*run, *images, *bits, *device, false, *data_root);
+    const auto r = schedule::measure_sensitivity(*run, schedule::SensitivityOptions()
+                                                           .images(*images)
+                                                           .raise_to(*bits)
+                                                           .device(*device)
+                                                           .data_root(*data_root)
+                                                           .bn_batches(*bn_batches));
     std::printf("sensitivity of %s: %ld test images, each site %s\n", run->c_str(),
                 static_cast<long>(r.images),
                 r.raise_to == 0 ? "in full precision"
                                 : ("at " + std::to_string(r.raise_to) + " bits").c_str());
+    if (r.bn_batches > 0)
+      std::printf("BatchNorm statistics re-estimated on %ld training batches per measurement\n",
+                  static_cast<long>(r.bn_batches));
     std::printf("baseline (all sites quantized): top-1 %.2f %%\n", r.baseline_top1);
     std::printf("%4s %-40s %-10s %4s %8s %8s\n", "rank", "site", "type", "bits", "top-1", "gain");
     nlohmann::json out = {{"run", *run},
                           {"images", r.images},
                           {"raise_to", r.raise_to},
+                          {"bn_batches", r.bn_batches},
                           {"baseline_top1", r.baseline_top1},
                           {"sites", nlohmann::json::array()}};
     for (size_t i = 0; i < r.sites.size(); ++i) {

@@ -25,6 +25,16 @@ EvalResult evaluate(torch::nn::Module& model,
                     const data::DataLoader& loader, torch::Device device, bool progress = false,
                     const std::string& label = "eval");
 
+/// Re-estimates every BatchNorm2d's running mean and variance from `batches` (model inputs, each
+/// [B, C, H, W], already on the model's device): the statistics are reset and accumulated as the
+/// plain average over the batches (momentum None: mean of the batch means, mean of the unbiased
+/// batch variances), without gradients and with only the BatchNorm layers in training mode (so
+/// quantizers and dropout behave as in evaluation). Each BatchNorm's momentum and mode are put
+/// back afterwards; the new statistics stay (guard them with BufferAndRngGuard to undo).
+void recalibrate_batchnorm(torch::nn::Module& model,
+                           const std::function<torch::Tensor(torch::Tensor)>& fwd,
+                           const std::vector<torch::Tensor>& batches);
+
 /// Cross-entropy with label smoothing eps: (1 - eps) * NLL + eps * mean_k(-log p_k).
 torch::Tensor smoothed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& labels,
                                      double eps);
