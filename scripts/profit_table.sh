@@ -70,7 +70,10 @@ for out in "${outs[@]}"; do
   img=$(basename "$out")
   [ "$runs" = runs ] || img=$(basename "$runs")_$img  # e.g. cuda_profit_w4a4_s1
   if [ -f "$out/summary.json" ]; then
-    ./build/profit aiwq --run "$out" --svg "docs/img/${img}_aiwq.svg" > "$out/aiwq.txt"
+    # Runs without an AIWQ sampling phase (noprofit_*) have no ranking to draw.
+    if [ -f "$out/aiwq.json" ]; then
+      ./build/profit aiwq --run "$out" --svg "docs/img/${img}_aiwq.svg" > "$out/aiwq.txt"
+    fi
     /usr/bin/python3 scripts/plot_profit.py "$out" "docs/img/${img}_curves.svg"
     mkdir -p "$archive/$out"
     for f in summary.json policy.yaml phases.json aiwq.txt; do
