@@ -34,9 +34,10 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build profit >/dev/null
 mkdir -p docs/img
 source scripts/profit_spec.sh
-# Each finished run's summary, policy, phase list and AIWQ table are copied into the repository
-# (docs/data/runs/...: a few kB a run), so that the tables can be written again when the run
-# folders are gone (a new machine): the table is written from the archived copies.
+# Each finished run's summary, policy, phase list, AIWQ table and step metrics (gzip) are copied
+# into the repository (docs/data/RUNS/...: about 25 kB a run; PROFIT_RUNS must be relative), so
+# that the tables can be written again when the run folders are gone (a new machine): the table
+# is written from the archived copies.
 archive=docs/data
 outs=() todo=()
 for spec in "${bits[@]}"; do

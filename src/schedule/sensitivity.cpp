@@ -72,8 +72,7 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, const Sensitiv
   }
   const auto fwd = [&](torch::Tensor x) { return model->forward(std::move(x)); };
   auto top1 = [&](const std::string& label) {
-    // Re-estimated statistics are used for this one evaluation and then put back.
-    BufferAndRngGuard keep_bn(*model, BufferAndRngGuard::Buffers::kBatchNorm);
+    // Re-estimated from reset every time, so nothing carries over between measurements.
     if (!bn_batches.empty()) train::recalibrate_batchnorm(*model, fwd, bn_batches);
     return train::evaluate(*model, fwd, loader, device, o.progress(), label).top1;
   };

@@ -31,8 +31,11 @@ void recalibrate_batchnorm(torch::nn::Module& model,
     torch::nn::BatchNorm2dImpl* bn;
     c10::optional<double> momentum;
   };
+  const auto modules = model.modules(true);  // parents first
   std::vector<Saved> saved;
-  for (auto& m : model.modules(true))
+  std::vector<bool> modes;
+  for (auto& m : modules) {
+    modes.push_back(m->is_training());
     if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
       saved.push_back({bn, bn->options.momentum()});
       // No momentum: the running statistics become the average over the batches seen since
@@ -40,12 +43,11 @@ void recalibrate_batchnorm(torch::nn::Module& model,
       bn->options.momentum(c10::nullopt);
       bn->reset_running_stats();
     }
-  std::vector<std::pair<torch::nn::Module*, bool>> modes;
-  for (auto& m : model.modules(true)) modes.emplace_back(m.get(), m->is_training());
-  // Module::train is recursive; modules() lists parents first, so each module's own call wins.
-  for (auto& m : model.modules(true)) m->train(m->as<torch::nn::BatchNorm2dImpl>() != nullptr);
+  }
+  // Module::train is recursive; with parents first, each module's own call wins.
+  for (auto& m : modules) m->train(m->as<torch::nn::BatchNorm2dImpl>() != nullptr);
   for (const auto& x : batches) fwd(x);
-  for (auto& [m, training] : modes) m->train(training);
+  for (size_t i = 0; i < modules.size(); ++i) modules[i]->train(modes[i]);
   for (auto& s : saved) s.bn->options.momentum(s.momentum);
 }
 

@@ -7,7 +7,8 @@
 // With bn_batches > 0 every measurement (baseline, each site, each role) first re-estimates the
 // BatchNorm statistics on that many training batches, so that a changed site is measured with
 // statistics that match it rather than the ones trained for its old grid (the co-adaptation
-// that otherwise makes raising precision look harmful); the run's statistics are put back after.
+// that otherwise makes raising precision look harmful). Each re-estimation starts from reset, on
+// the same batches, so the measurements do not depend on their order.
 #pragma once
 #include <torch/arg.h>
 
