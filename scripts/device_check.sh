@@ -84,10 +84,7 @@ if [[ $stages == *,fp_models,* ]]; then
       --summary-json "$run/summary.json" --progress false >"$run.log" 2>&1
     local rc=$?
     # Published where the PROFIT recipes start from, as scripts/train_fp_models.sh does.
-    if [ $rc -eq 0 ]; then
-      mkdir -p "models/fp_mobilenet_$1_fmnist"
-      cp "$run/config.json" "$run/final.safetensors" "$run/summary.json" "models/fp_mobilenet_$1_fmnist/"
-    fi
+    if [ $rc -eq 0 ]; then scripts/publish_fp_model.sh "$1"; fi
     echo "fp_mobilenet_$1_fmnist: rc $rc"
   }
   export -f fp_one

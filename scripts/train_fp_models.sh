@@ -26,9 +26,7 @@ for m in "${models[@]}"; do
     echo "+ $cmd"
     $cmd
   fi
-  mkdir -p "$model"
-  cp "$run/config.json" "$run/final.safetensors" "$run/summary.json" "$model/"
-  echo "$model: published"
+  scripts/publish_fp_model.sh "$m"
 done
 summaries=()
 for m in v1 v3_large; do

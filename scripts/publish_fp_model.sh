@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Publishes a finished FP model run to where the PROFIT recipes start from:
+# runs/fp_mobilenet_M_fmnist/{config.json,final.safetensors,summary.json} -> models/fp_mobilenet_M_fmnist/
+# (committed, like the MobileNetV2 reference). Used by train_fp_models.sh and device_check.sh.
+# Usage: scripts/publish_fp_model.sh M      (M: v1 or v3_large)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run=runs/fp_mobilenet_$1_fmnist model=models/fp_mobilenet_$1_fmnist
+for f in config.json final.safetensors summary.json; do
+  [ -f "$run/$f" ] || { echo "publish_fp_model: $run/$f missing (run not finished)" >&2; exit 1; }
+done
+mkdir -p "$model"
+cp "$run/config.json" "$run/final.safetensors" "$run/summary.json" "$model/"
+echo "$model: published"
