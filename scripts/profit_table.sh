@@ -68,8 +68,7 @@ elif [ ${#todo[@]} -gt 0 ]; then
 fi
 summaries=()
 for out in "${outs[@]}"; do
-  img=$(basename "$out")
-  [ "$runs" = runs ] || img=$(basename "$runs")_$img  # e.g. cuda_profit_w4a4_s1
+  img=$(/usr/bin/python3 scripts/write_results.py image-stem "$out")  # e.g. cuda_profit_w4a4_s1
   if [ -f "$out/summary.json" ]; then
     # Runs without an AIWQ sampling phase (noprofit_*) have no ranking to draw.
     if [ -f "$out/aiwq.json" ]; then

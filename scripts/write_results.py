@@ -7,6 +7,7 @@ Usage: write_results.py fp SUMMARY_JSON RECIPE COMMAND
        write_results.py ptq COMMAND PTQ_JSON...
        write_results.py fat COMMAND FAT_SUMMARY_JSON...
        write_results.py profit COMMAND PROFIT_SUMMARY_JSON...
+       write_results.py image-stem RUN_DIR     (the plot name stem profit_table.sh uses)
 
 Sections are delimited by <!-- NAME:begin --> / <!-- NAME:end --> markers, so re-running a script
 replaces only its own section. Numbers come only from the summary file: nothing is typed by hand.
@@ -481,5 +482,7 @@ if __name__ == "__main__":
         fat_section(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) >= 4 and sys.argv[1] == "profit":
         profit_section(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) == 3 and sys.argv[1] == "image-stem":
+        print(image_stem(sys.argv[2]))  # profit_table.sh names its plots with this
     else:
         sys.exit(__doc__)
