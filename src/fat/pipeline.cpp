@@ -54,10 +54,6 @@ double fat_lr(double lr0, double lambda, int64_t reset_steps, int64_t t) {
 
 namespace {
 
-nlohmann::json eval_json(const train::EvalResult& r) {
-  return {{"top1", r.top1}, {"top5", r.top5}, {"count", r.count}};
-}
-
 // Quantizer names for the configured FAT options (the default ones are in the builtin table).
 std::string fat_method(bool asymmetric, double width_max) {
   std::string name = asymmetric ? "fat_asym" : "fat";
@@ -355,9 +351,9 @@ FatSummary run_fat(train::TrainConfig cfg) {
   }
   summary.json = {
       {"config", train::to_json(cfg)},
-      {"fp", eval_json(fp_eval)},
-      {"before", eval_json(before_eval)},
-      {"after", eval_json(after_eval)},
+      {"fp", train::to_json(fp_eval)},
+      {"before", train::to_json(before_eval)},
+      {"after", train::to_json(after_eval)},
       {"rescaled", rescale},
       {"int_bias_layers", int_biases.size() / 2},
       {"int_bias_clipped", int_clipped},

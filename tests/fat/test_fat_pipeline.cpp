@@ -334,6 +334,12 @@ TEST(FatPipeline, ThresholdOnlyTrainingAndExactResume) {
   EXPECT_DOUBLE_EQ(twice.json["train_seconds"].get<double>(),
                    resumed.json["train_seconds"].get<double>());
   EXPECT_EQ(resumed.json["after"]["top1"], j["after"]["top1"]);
+  // Every evaluation record carries the test loss as well (the same record as the trainer's).
+  for (const char* key : {"fp", "before", "after"}) {
+    ASSERT_TRUE(j[key]["loss"].is_number()) << key;
+    EXPECT_GT(j[key]["loss"].get<double>(), 0.0) << key;
+  }
+  EXPECT_EQ(resumed.json["after"]["loss"], j["after"]["loss"]);
 }
 
 TEST(FatPipeline, BadSettingsNameTheKey) {
