@@ -83,7 +83,7 @@ if [[ $stages == *,fp_models,* ]]; then
       --data-root "$deps/fashion-mnist" --out "$run" --resume true \
       --summary-json "$run/summary.json" --progress false >"$run.log" 2>&1
     local rc=$?
-    # Published where the PROFIT recipes start from, as scripts/train_fp_models.sh does.
+    # Published where the PROFIT recipes start from (models/).
     if [ $rc -eq 0 ]; then scripts/publish_fp_model.sh "$1"; fi
     echo "fp_mobilenet_$1_fmnist: rc $rc"
   }

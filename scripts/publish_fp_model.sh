@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=runs/fp_mobilenet_$1_fmnist model=models/fp_mobilenet_$1_fmnist
-for f in config.json final.safetensors summary.json; do
+files=(config.json final.safetensors summary.json)
+for f in "${files[@]}"; do
   [ -f "$run/$f" ] || { echo "publish_fp_model: $run/$f missing (run not finished)" >&2; exit 1; }
 done
 mkdir -p "$model"
-cp "$run/config.json" "$run/final.safetensors" "$run/summary.json" "$model/"
+for f in "${files[@]}"; do cp "$run/$f" "$model/"; done
 echo "$model: published"
