@@ -71,10 +71,10 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, const Sensitiv
       bn_batches.push_back(train_loader.make_batch(0, b).images.to(device));
   }
   const auto fwd = [&](torch::Tensor x) { return model->forward(std::move(x)); };
-  auto top1 = [&](const std::string& label) {
+  auto measure = [&](const std::string& label) {
     // Re-estimated from reset every time, so nothing carries over between measurements.
     if (!bn_batches.empty()) train::recalibrate_batchnorm(*model, fwd, bn_batches);
-    return train::evaluate(*model, fwd, loader, device, o.progress(), label).top1;
+    return train::evaluate(*model, fwd, loader, device, o.progress(), label);
   };
 
   // Top-1 with the given quantizers changed (off, or at raise_to bits); they are put back
@@ -89,7 +89,7 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, const Sensitiv
       else
         s->quantizer->set_bits(raise_to);
     }
-    const double t = top1(label);
+    const double t = measure(label).top1;
     for (size_t i = 0; i < changed.size(); ++i) {
       changed[i]->quantizer->set_state(quant::QuantState::kQuantizing);
       changed[i]->quantizer->set_bits(bits[i]);
@@ -101,7 +101,9 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, const Sensitiv
   report.images = static_cast<int64_t>(eval_set->size());
   report.raise_to = raise_to;
   report.bn_batches = o.bn_batches();
-  report.baseline_top1 = top1("baseline");
+  const auto baseline = measure("baseline");
+  report.baseline_top1 = baseline.top1;
+  report.baseline_loss = baseline.loss;
   std::vector<const quant::QuantSite*> weight_sites, act_sites;  // act_sites include inputs
   for (const auto& s : sites) {
     if (s.quantizer->state() != quant::QuantState::kQuantizing) continue;

@@ -527,6 +527,7 @@ TEST(ScheduleEndToEnd, SensitivityOfAFinishedRun) {
   const auto& out = job.cfg.out_dir;
   const auto off = measure_sensitivity(out, SensitivityOptions().images(0));
   EXPECT_DOUBLE_EQ(off.baseline_top1, s.json["final"]["top1"].get<double>());
+  EXPECT_DOUBLE_EQ(off.baseline_loss, s.json["final"]["loss"].get<double>());
   EXPECT_EQ(off.images, s.json["final"]["count"].get<int64_t>());
   std::set<std::string> names;
   int weights = 0, activations = 0;
@@ -557,6 +558,12 @@ TEST(ScheduleEndToEnd, SensitivityOfAFinishedRun) {
   const auto recal =
       measure_sensitivity(out, SensitivityOptions().images(0).raise_to(4).bn_batches(2));
   EXPECT_EQ(recal.bn_batches, 2);
+  // The statistics really were re-estimated: the loss (continuous, unlike top-1) moved away
+  // from the run's, and differs again with other batches.
+  EXPECT_NE(recal.baseline_loss, off.baseline_loss);
+  const auto recal1 = measure_sensitivity(out, SensitivityOptions().images(0).bn_batches(1));
+  EXPECT_NE(recal1.baseline_loss, recal.baseline_loss);
+  EXPECT_NE(recal1.baseline_loss, off.baseline_loss);
   EXPECT_EQ(recal.sites.size(), off.sites.size());
   for (const auto& site : recal.sites) EXPECT_EQ(site.gain, 0.0) << site.site;
   EXPECT_ERROR_CONTAINS(measure_sensitivity(out, SensitivityOptions().raise_to(9)),

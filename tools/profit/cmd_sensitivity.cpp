@@ -49,13 +49,15 @@ Action add_sensitivity(CLI::App& app) {
     if (r.bn_batches > 0)
       std::printf("BatchNorm statistics re-estimated on %ld training batches per measurement\n",
                   static_cast<long>(r.bn_batches));
-    std::printf("baseline (all sites quantized): top-1 %.2f %%\n", r.baseline_top1);
+    std::printf("baseline (all sites quantized): top-1 %.2f %%, loss %.4f\n", r.baseline_top1,
+                r.baseline_loss);
     std::printf("%4s %-40s %-10s %4s %8s %8s\n", "rank", "site", "type", "bits", "top-1", "gain");
     nlohmann::json out = {{"run", *run},
                           {"images", r.images},
                           {"raise_to", r.raise_to},
                           {"bn_batches", r.bn_batches},
                           {"baseline_top1", r.baseline_top1},
+                          {"baseline_loss", r.baseline_loss},
                           {"sites", nlohmann::json::array()}};
     for (size_t i = 0; i < r.sites.size(); ++i) {
       const auto& s = r.sites[i];

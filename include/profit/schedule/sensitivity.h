@@ -44,6 +44,7 @@ struct SensitivityOptions {
 
 struct SensitivityReport {
   double baseline_top1 = 0.0;  // every site as the run's last phase left it
+  double baseline_loss = 0.0;  // its test cross-entropy (continuous: shows any BN re-estimation)
   int64_t images = 0;
   int raise_to = 0;                    // 0: each site in full precision, else that bit width
   int64_t bn_batches = 0;              // BatchNorm re-estimation batches per measurement
