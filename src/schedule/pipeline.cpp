@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 
@@ -291,10 +292,11 @@ QuantizeSummary run_quantize(QuantizeJob job) {
         rec["test_train_mode"] = train::to_json(last_train_mode);
       }
       metrics.write(rec);
+      char ema_note[32] = "";
+      if (ema) std::snprintf(ema_note, sizeof ema_note, " ema %.2f", last_ema.top1);
       std::fprintf(stderr, "%s epoch %ld/%ld: train loss %.4f top1 %.2f | test top1 %.2f%s\n",
                    ph.name.c_str(), static_cast<long>(pos.epoch + 1), static_cast<long>(ph.epochs),
-                   train_loss, train_top1, last_model.top1,
-                   ema ? (" ema " + std::to_string(last_ema.top1)).c_str() : "");
+                   train_loss, train_top1, last_model.top1, ema_note);
       if (meter) save_aiwq(pos.epoch + 1 == ph.epochs);
       ++pos.epoch;  // the checkpoint records the next epoch
       pos.batch = 0;

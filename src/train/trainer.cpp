@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 
@@ -170,7 +171,9 @@ TrainSummary train(TrainConfig cfg) {
         io::save_safetensors((out / "best_ema.safetensors").string(),
                              io::state_dict(*ema->model()));
       }
-      ema_note = " ema top1 " + std::to_string(summary.final_ema_eval.top1);
+      char buf[32];
+      std::snprintf(buf, sizeof buf, " ema top1 %.2f", summary.final_ema_eval.top1);
+      ema_note = buf;
     }
     metrics.write(rec);
     std::fprintf(
