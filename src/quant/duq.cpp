@@ -118,6 +118,25 @@ void DuqImpl::init_from(const torch::Tensor& h) {
   initialized_ = true;
 }
 
+bool DuqImpl::refit(const torch::Tensor& w) {
+  if (spec_.kind() != SiteKind::kW) return false;
+  TORCH_CHECK(initialized(), "DuQ refit: the quantizer has no clip yet (initialise it first)");
+  torch::NoGradGuard no_grad;
+  const auto a_new = mse_weight_clip(w, spec_.bits(), spec_.per_channel());
+  auto a_old = torch::softplus(theta_a.detach().to(torch::kFloat64)).flatten();
+  auto c_old = torch::softplus(theta_c.detach().to(torch::kFloat64)).flatten();
+  // c / a kept: in-range weights come out with the same slope c / a as before, so the BN after
+  // the layer sees the same scale; only the grid's placement over the weights changes.
+  const auto c_new = c_old * (a_new.to(a_old.device()) / a_old);
+  auto to_theta = [&](const torch::Tensor& v) {
+    const auto x = v.clamp_min(1e-8);
+    return (x + torch::log(-torch::expm1(-x))).to(theta_a.dtype()).view(param_shape());
+  };
+  theta_a.copy_(to_theta(a_new.to(a_old.device())));
+  theta_c.copy_(to_theta(c_new));
+  return true;
+}
+
 torch::Tensor DuqImpl::quantize(const torch::Tensor& x) {
   auto av = a(), cv = c();
   const auto grid = duq_grid(spec_.kind(), spec_.bits());

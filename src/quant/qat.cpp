@@ -354,6 +354,21 @@ void set_bits(const std::vector<QuantSite>& sites, const QuantPolicy& policy, in
   }
 }
 
+int refit_weight_clips(torch::nn::Module& model, const std::vector<QuantSite>& sites,
+                       const QuantPolicy& policy) {
+  const auto params = model.named_parameters(true);
+  int n = 0;
+  for (const auto& s : sites) {
+    if (s.type != SiteType::kWeight || resolve(policy, s.name, s.type).pinned_bits) continue;
+    const auto* w = params.find(s.name);
+    TORCH_CHECK(w != nullptr, "refit: no parameter named like the weight site ", s.name);
+    TORCH_CHECK(s.quantizer->refit(*w), "refit: weight site ", s.name, " (method ",
+                s.quantizer->spec().method(), ") has no clip refit; use profit.w_refit: keep");
+    ++n;
+  }
+  return n;
+}
+
 void calibrate(nn::ClassifierImpl& model, const std::vector<QuantSite>& sites,
                const std::function<torch::Tensor()>& next_batch) {
   torch::NoGradGuard no_grad;

@@ -153,6 +153,13 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     const int initialised = detail::enter_phase_quantizers(
         *model, sites, ema ? ema->model().get() : nullptr, ema_sites, job.policy, ph, init_batch);
     if (initialised > 0) std::cerr << "initialised " << initialised << " quantizers\n";
+    if (settings.w_refit == "mse" && pos.epoch == 0 && pos.batch == 0) {
+      const int refit =
+          detail::refit_at_weight_width_change(*model, sites, ema ? ema->model().get() : nullptr,
+                                               job.policy, phases, static_cast<size_t>(pos.phase));
+      if (refit > 0)
+        std::cerr << "refit " << refit << " weight clips to W" << ph.weight_bits << " (MSE)\n";
+    }
 
     // Frozen layers of a PROFIT stage, from the saved ranking.
     const auto frozen =

@@ -87,6 +87,20 @@ int enter_phase_quantizers(nn::ClassifierImpl& model, const std::vector<quant::Q
   return n;
 }
 
+int refit_at_weight_width_change(nn::ClassifierImpl& model,
+                                 const std::vector<quant::QuantSite>& sites,
+                                 nn::ClassifierImpl* ema_model, const quant::QuantPolicy& policy,
+                                 const std::vector<Phase>& phases, size_t index) {
+  const int bits = phases.at(index).weight_bits;
+  int before = 0;
+  for (size_t i = 0; i < index; ++i)
+    if (phases[i].weight_bits > 0) before = phases[i].weight_bits;
+  if (bits == 0 || before == 0 || bits == before) return 0;
+  const int n = quant::refit_weight_clips(model, sites, policy);
+  if (ema_model) copy_quantizers(model, *ema_model);
+  return n;
+}
+
 std::vector<std::string> phase_frozen_layers(const Phase& phase, nlohmann::json& aiwq,
                                              const fs::path& aiwq_path,
                                              const train::ProfitSettings& settings, uint64_t seed,

@@ -27,6 +27,16 @@ void write_json(const std::filesystem::path& p, const nlohmann::json& j);
 void set_phase_roles(const std::vector<quant::QuantSite>& sites, const quant::QuantPolicy& policy,
                      const Phase& phase);
 
+/// profit.w_refit: mse (beyond the paper). When phases[index] quantizes weights at another width
+/// than the last earlier phase that did, refits every unpinned weight clip to its latent weight
+/// (quant::refit_weight_clips) and copies the quantizer parameters into the EMA model. Called
+/// only when the phase is entered from its start (a run resumed mid-phase has them in its
+/// checkpoint). Returns how many were refit (0: no width change).
+int refit_at_weight_width_change(nn::ClassifierImpl& model,
+                                 const std::vector<quant::QuantSite>& sites,
+                                 nn::ClassifierImpl* ema_model, const quant::QuantPolicy& policy,
+                                 const std::vector<Phase>& phases, size_t index);
+
 /// Enters `phase` on the model's sites: sets both roles, initialises the quantizers used for the
 /// first time from `init_batch()` (called only then) and copies every quantizer parameter into
 /// the EMA model (D3), whose sites then get the same roles. Returns how many were initialised.

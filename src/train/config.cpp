@@ -126,6 +126,9 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
   fn({"profit", "n_profit", "n-profit", "PROFIT freezing phases"}, &r.n_profit);
   fn({"profit", "freeze_order", "freeze-order", "freezing ranking: aiwq | reverse | random"},
      &r.freeze_order);
+  fn({"profit", "w_refit", "w-refit",
+      "weight clips when the weight width changes: keep (the paper) | mse (refit to the new grid)"},
+     &r.w_refit);
   fn({"profit", "aiwq_resample", "aiwq-resample", "re-measure AIWQ during fine-tune phases"},
      &r.aiwq_resample);
   fn({"profit", "aiwq_every", "aiwq-every",
@@ -290,6 +293,8 @@ void validate(const TrainConfig& c) {
   TORCH_CHECK(r.aiwq_every >= 1, "profit.aiwq_every must be >= 1, got ", r.aiwq_every);
   TORCH_CHECK(r.freeze_order == "aiwq" || r.freeze_order == "reverse" || r.freeze_order == "random",
               "profit.freeze_order must be aiwq, reverse or random, got '", r.freeze_order, "'");
+  TORCH_CHECK(r.w_refit == "keep" || r.w_refit == "mse",
+              "profit.w_refit must be keep or mse, got '", r.w_refit, "'");
   TORCH_CHECK(std::isfinite(r.quant_lr_scale) && r.quant_lr_scale >= 0.0,
               "profit.quant_lr_scale must be >= 0, got ", r.quant_lr_scale);
   TORCH_CHECK(r.lr_update == "epoch" || r.lr_update == "step",

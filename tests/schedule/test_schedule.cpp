@@ -518,6 +518,71 @@ TEST(ScheduleEndToEnd, QuantLrScaleSetsTheQuantizerRate) {
   EXPECT_GT(moved, 1e-3);
 }
 
+// profit.w_refit: mse refits every weight clip when the weight width changes (here 8 -> 4), to
+// the MSE-optimal clip of the latent weight at that moment, keeping c / a; with the quantizer
+// rate at 0 nothing moves the clips afterwards, so the final clips are exactly that refit. The
+// default (keep) leaves them as W8 left them. A run stopped at the W4 boundary and resumed ends
+// bit-identical to the uninterrupted one (the refit happens once, on entering the phase).
+TEST(ScheduleEndToEnd, WeightClipRefitAtTheWidthChange) {
+  const auto dir = temp_dir();
+  auto make = [&](const std::string& name, const std::string& refit) {
+    auto job = tiny_job(dir, "mobilenet_v2");
+    job.cfg.out_dir = (dir / name).string();
+    job.cfg.profit.w_bits = "8,4";
+    job.cfg.profit.quant_lr_scale = 0.0;
+    job.cfg.profit.w_refit = refit;
+    return job;
+  };
+  auto weights = [](const QuantizeJob& job, const std::string& file) {
+    return io::load_weights_file((fs::path(job.cfg.out_dir) / file).string());
+  };
+  auto full = make("refit", "mse");
+  ASSERT_FALSE(run_quantize(full).stopped_early);
+  const auto all_phases = expand_schedule(full.cfg.profit);
+  size_t w4 = 0;
+  while (w4 < all_phases.size() && all_phases[w4].weight_bits != 4) ++w4;
+  ASSERT_LT(w4, all_phases.size());
+  ASSERT_GT(all_phases[w4 - 1].weight_bits, 0);  // a width change, not the first weight phase
+  auto cut = make("cut", "mse");
+  cut.phases.assign(all_phases.begin(), all_phases.begin() + static_cast<int64_t>(w4));
+  ASSERT_FALSE(run_quantize(cut).stopped_early);
+  const auto before = weights(cut, "final.safetensors");  // the state entering W4
+  io::write_file_atomic((fs::path(cut.cfg.out_dir) / "phases.json").string(),
+                        to_json(all_phases).dump());
+  cut.phases.clear();
+  cut.cfg.resume = true;
+  ASSERT_FALSE(run_quantize(cut).stopped_early);
+  const auto after = weights(full, "final.safetensors");
+  const auto resumed = weights(cut, "final.safetensors");
+  for (const auto& [k, v] : after) EXPECT_TRUE(torch::equal(v, resumed.at(k))) << k;
+  const auto ema = weights(full, "final_ema.safetensors");
+
+  auto keep = make("keep", "keep");
+  ASSERT_FALSE(run_quantize(keep).stopped_early);
+  const auto kept = weights(keep, "final.safetensors");
+
+  int refit = 0;
+  for (const auto& [key, theta_a] : after) {
+    const std::string suffix = ".weight_quant.theta_a";
+    if (key.size() < suffix.size() || key.compare(key.size() - suffix.size(), suffix.npos, suffix))
+      continue;
+    const auto layer = key.substr(0, key.size() - suffix.size());
+    const auto c_key = layer + ".weight_quant.theta_c";
+    const auto a = torch::softplus(theta_a.to(torch::kFloat64)).flatten();
+    const auto c = torch::softplus(after.at(c_key).to(torch::kFloat64)).flatten();
+    const auto a0 = torch::softplus(before.at(key).to(torch::kFloat64)).flatten();
+    const auto c0 = torch::softplus(before.at(c_key).to(torch::kFloat64)).flatten();
+    const auto want = quant::mse_weight_clip(before.at(layer + ".weight"), 4, false);
+    EXPECT_TRUE(torch::allclose(a, want, 1e-6, 0.0)) << layer << " a " << a << " want " << want;
+    EXPECT_TRUE(torch::allclose(c / a, c0 / a0, 1e-6, 0.0)) << layer;
+    EXPECT_FALSE(torch::allclose(a, a0, 1e-3, 0.0)) << layer;                 // the refit moved it
+    EXPECT_TRUE(torch::allclose(ema.at(key), theta_a, 1e-6, 1e-7)) << layer;  // EMA follows
+    EXPECT_TRUE(torch::equal(kept.at(key), before.at(key))) << layer;         // keep: untouched
+    ++refit;
+  }
+  EXPECT_GT(refit, 40);  // every conv and the classifier
+}
+
 // profit sensitivity: the baseline is the run's final accuracy, each quantizing site is measured
 // once, a site "changed" to the bits it already has gains exactly nothing, bad input is named.
 TEST(ScheduleEndToEnd, SensitivityOfAFinishedRun) {

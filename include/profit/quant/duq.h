@@ -45,6 +45,8 @@ class DuqImpl : public QuantizerImpl {
   torch::Tensor c() const { return torch::softplus(theta_c); }
   /// Sets a and c directly (through the inverse softplus).
   void set_interval(double a, double c);
+  /// Weights only: a = mse_weight_clip(w, bits) and c scaled by the same factor (c / a kept).
+  bool refit(const torch::Tensor& w) override;
 
   torch::Tensor theta_a, theta_c;
 

@@ -97,6 +97,13 @@ void set_state(const std::vector<QuantSite>& sites, QuantState state,
 void set_bits(const std::vector<QuantSite>& sites, const QuantPolicy& policy, int bits,
               SiteType type);
 
+/// Beyond the papers (profit.w_refit: mse): refits the clip of every weight site that no
+/// override pinned to its layer's latent weight (the parameter named like the site) at the
+/// site's current bits (QuantizerImpl::refit). Returns how many were refit; fails naming the
+/// site when its method has no refit.
+int refit_weight_clips(torch::nn::Module& model, const std::vector<QuantSite>& sites,
+                       const QuantPolicy& policy);
+
 /// Post-training calibration: eval mode, no gradient. Activation/input quantizers observe the
 /// batches `next_batch` yields (until it returns an undefined tensor) with all quantizers
 /// disabled (profit.md §1.6, fat.md §3); then weight quantizers initialise from their weights;

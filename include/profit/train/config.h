@@ -57,7 +57,10 @@ struct ProfitSettings {
   int64_t n_profit = 3;               // PROFIT freezing phases (§3.5)
   std::string freeze_order = "aiwq";  // aiwq | reverse | random (ablations)
   bool aiwq_resample = false;         // re-measure AIWQ during fine-tune phases (D10)
-  int64_t aiwq_every = 1;             // AIWQ on every k-th iteration (1: the spec's every one)
+  /// Weight clips at a change of weight width: keep (the spec §1.6: learned clips kept) | mse
+  /// (beyond the paper: refit to the MSE-optimal clip of the new grid, quant::mse_weight_clip).
+  std::string w_refit = "keep";
+  int64_t aiwq_every = 1;        // AIWQ on every k-th iteration (1: the spec's every one)
   int64_t eval_images = 0;       // test images evaluated after each epoch (0: all; the end: all)
   bool eval_train_mode = false;  // also evaluate with BN batch statistics (the AIWQ symptom)
 };
