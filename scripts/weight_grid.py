@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """How the DuQ weight clips of a PROFIT run sit on the weights: for every weight quantizer in
 RUN/final.safetensors (or --weights FILE), the clip a = softplus(theta_a) relative to the
-layer's weight standard deviation, and the share of weights that the grid of each width in
+layer's weight standard deviation and to 0.9 max|W| (the spec's initial clip, §1.6, on these
+weights), and the share of weights that the grid of each width in
 --bits sends to the zero level with that clip (round(L * clamp(W / a, -1, 1)) = 0,
 L = 2^(b-1) - 1, ties to even as in the quantizer). Then the median over the layers.
 
@@ -67,21 +68,26 @@ def main():
     rows = []
     for layer, w, clips in layers(path):
         sigma = statistics.pstdev(w)
-        ratio = statistics.fmean(clips) / sigma if sigma > 0 else float("inf")
-        rows.append((layer, ratio, [zero_share(w, clips, b) for b in widths]))
-    head = "| layer | a / sigma | " + " | ".join(f"zeros at {b} bit" for b in widths) + " |"
-    rule = "|---" * (len(widths) + 2) + "|"
+        a = statistics.fmean(clips)
+        ratio = a / sigma if sigma > 0 else float("inf")
+        start = a / (0.9 * max(abs(x) for x in w))
+        rows.append((layer, ratio, start, [zero_share(w, clips, b) for b in widths]))
+    head = ("| layer | a / sigma | a / (0.9 max abs W) | " +
+            " | ".join(f"zeros at {b} bit" for b in widths) + " |")
+    rule = "|---" * (len(widths) + 3) + "|"
     if args.layers:
         print(head)
         print(rule)
-        for layer, ratio, shares in rows:
-            print(f"| {layer} | {ratio:.2f} | " + " | ".join(f"{s:.1%}" for s in shares) + " |")
+        for layer, ratio, start, shares in rows:
+            print(f"| {layer} | {ratio:.2f} | {start:.2f} | " +
+                  " | ".join(f"{s:.1%}" for s in shares) + " |")
         print()
     print(f"{path}: {len(rows)} weight quantizers, medians over the layers")
     print(head.replace("| layer ", "| "))
     print(rule[4:])
-    print(f"| {statistics.median(r[1] for r in rows):.2f} | " +
-          " | ".join(f"{statistics.median(r[2][i] for r in rows):.1%}" for i in range(len(widths)))
+    print(f"| {statistics.median(r[1] for r in rows):.2f} | "
+          f"{statistics.median(r[2] for r in rows):.2f} | " +
+          " | ".join(f"{statistics.median(r[3][i] for r in rows):.1%}" for i in range(len(widths)))
           + " |")
 
 

@@ -41,7 +41,7 @@ class WeightGrid(unittest.TestCase):
             wg.main()
         text = out.getvalue()
         sigma = (sum((x - 0.375) ** 2 for x in [0.1, -0.2, 0.6, 1.0]) / 4) ** 0.5
-        self.assertIn(f"| features.0.0 | {1.0 / sigma:.2f} | 25.0% | 50.0% |", text)
+        self.assertIn(f"| features.0.0 | {1.0 / sigma:.2f} | {1.0 / 0.9:.2f} | 25.0% | 50.0% |", text)
         self.assertIn("1 weight quantizers", text)
 
     def test_bad_input_is_named(self):
