@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "profit/quant/fused.h"
+#include "profit/quant/sawb.h"
 
 namespace profit::quant {
 
@@ -88,8 +89,7 @@ void DuqImpl::init_from(const torch::Tensor& h) {
     // a = c = 0.9 * max|W| over the tensor (or per output channel).
     auto w = h.detach().to(torch::kFloat64);
     torch::Tensor m = spec_.per_channel() ? w.abs().flatten(1).amax(1) : w.abs().max().view({1});
-    m = (0.9 * m).clamp_min(1e-8);
-    auto theta = m + torch::log(-torch::expm1(-m));  // inverse softplus, in double
+    const auto theta = inverse_softplus(0.9 * m);
     theta_a.set_data(theta.to(theta_a.dtype()).to(theta_a.device()).view(param_shape()));
     theta_c.set_data(theta_a.detach().clone());
     initialized_ = true;
@@ -122,18 +122,13 @@ bool DuqImpl::refit(const torch::Tensor& w) {
   if (spec_.kind() != SiteKind::kW) return false;
   TORCH_CHECK(initialized(), "DuQ refit: the quantizer has no clip yet (initialise it first)");
   torch::NoGradGuard no_grad;
-  const auto a_new = mse_weight_clip(w, spec_.bits(), spec_.per_channel());
-  auto a_old = torch::softplus(theta_a.detach().to(torch::kFloat64)).flatten();
-  auto c_old = torch::softplus(theta_c.detach().to(torch::kFloat64)).flatten();
+  const auto a_new = mse_weight_clip(w, spec_.bits(), spec_.per_channel()).to(theta_a.device());
+  const auto a_old = torch::softplus(theta_a.detach().to(torch::kFloat64)).flatten();
+  const auto c_old = torch::softplus(theta_c.detach().to(torch::kFloat64)).flatten();
   // c / a kept: in-range weights come out with the same slope c / a as before, so the BN after
   // the layer sees the same scale; only the grid's placement over the weights changes.
-  const auto c_new = c_old * (a_new.to(a_old.device()) / a_old);
-  auto to_theta = [&](const torch::Tensor& v) {
-    const auto x = v.clamp_min(1e-8);
-    return (x + torch::log(-torch::expm1(-x))).to(theta_a.dtype()).view(param_shape());
-  };
-  theta_a.copy_(to_theta(a_new.to(a_old.device())));
-  theta_c.copy_(to_theta(c_new));
+  theta_a.copy_(inverse_softplus(a_new).view(param_shape()));
+  theta_c.copy_(inverse_softplus(c_old * (a_new / a_old)).view(param_shape()));
   return true;
 }
 

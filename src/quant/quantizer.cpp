@@ -44,6 +44,11 @@ double inverse_softplus(double v) {
   return v + std::log(-std::expm1(-v));
 }
 
+torch::Tensor inverse_softplus(const torch::Tensor& v) {
+  const auto x = v.to(torch::kFloat64).clamp_min(1e-8);
+  return x + torch::log(-torch::expm1(-x));
+}
+
 torch::Tensor QuantizerImpl::apply_fused(const torch::Tensor& x) const {
   switch (spec_.fused()) {
     case FusedAct::kNone:
@@ -195,33 +200,6 @@ std::shared_ptr<QuantizerImpl> make_quantizer(const QuantSpec& spec, const std::
     TORCH_CHECK(false, where, ": ", e.what_without_backtrace());
     return nullptr;
   }
-}
-
-torch::Tensor mse_weight_clip(const torch::Tensor& w, int bits, bool per_channel,
-                              int64_t candidates) {
-  TORCH_CHECK(bits >= 2 && bits <= 8, "mse_weight_clip: bits must be in [2, 8], got ", bits);
-  TORCH_CHECK(candidates >= 1, "mse_weight_clip: candidates must be >= 1, got ", candidates);
-  TORCH_CHECK(w.numel() > 0 && (!per_channel || w.dim() >= 1), "mse_weight_clip: empty weight");
-  torch::NoGradGuard no_grad;
-  // Rows = channels (or one row); double so that the argmin does not depend on summation order.
-  const auto rows = w.detach().to(torch::kFloat64).reshape({per_channel ? w.size(0) : 1, -1});
-  const double levels = static_cast<double>((1 << (bits - 1)) - 1);
-  const auto max_abs = rows.abs().amax(1).clamp_min(1e-12);
-  torch::Tensor best_err, best_clip;
-  for (int64_t k = 1; k <= candidates; ++k) {
-    const auto clip = max_abs * (static_cast<double>(k) / static_cast<double>(candidates));
-    const auto c = clip.unsqueeze(1);
-    const auto q = torch::round(torch::clamp(rows / c, -1.0, 1.0) * levels) * c / levels;
-    const auto err = (q - rows).pow(2).sum(1);
-    if (!best_err.defined()) {
-      best_err = err, best_clip = clip;
-      continue;
-    }
-    const auto better = err < best_err;  // strict: the first (smallest) best clip wins ties
-    best_err = torch::where(better, err, best_err);
-    best_clip = torch::where(better, clip, best_clip);
-  }
-  return best_clip;
 }
 
 }  // namespace profit::quant

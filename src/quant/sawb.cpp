@@ -99,6 +99,31 @@ torch::Tensor sawb_quantize_reference(const torch::Tensor& w, const torch::Tenso
   return (2.0 * rounded / levels - 1.0) * a;
 }
 
+torch::Tensor mse_weight_clip(const torch::Tensor& w, int bits, bool per_channel,
+                              int64_t candidates) {
+  TORCH_CHECK(bits >= 2 && bits <= 8, "mse_weight_clip: bits must be in [2, 8], got ", bits);
+  TORCH_CHECK(candidates >= 1, "mse_weight_clip: candidates must be >= 1, got ", candidates);
+  TORCH_CHECK(w.numel() > 0, "mse_weight_clip: empty weight");
+  torch::NoGradGuard no_grad;
+  // Double, so that the argmin does not depend on summation order.
+  const auto r = rows(w.detach().to(torch::kFloat64), per_channel);
+  const auto max_abs = max_abs_clip(r, true);
+  torch::Tensor best_err, best_clip;
+  for (int64_t k = 1; k <= candidates; ++k) {
+    const auto clip = max_abs * (static_cast<double>(k) / static_cast<double>(candidates));
+    const auto err =
+        (sawb_quantize(r, clip.unsqueeze(1), SawbGrid::kMidTread, bits) - r).pow(2).sum(1);
+    if (!best_err.defined()) {
+      best_err = err, best_clip = clip;
+      continue;
+    }
+    const auto better = err < best_err;  // strict: the first (smallest) best clip wins ties
+    best_err = torch::where(better, err, best_err);
+    best_clip = torch::where(better, clip, best_clip);
+  }
+  return best_clip;
+}
+
 SawbImpl::SawbImpl(const QuantSpec& spec) : QuantizerImpl(spec) {
   TORCH_CHECK(spec.kind() == SiteKind::kW, "SAWB quantizes weights (kind W) only, got kind ",
               site_kind_name(spec.kind()), "; use pact for activations");

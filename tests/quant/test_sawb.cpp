@@ -1,6 +1,8 @@
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <vector>
 
 #include "helpers.h"
 #include "profit/quant/sawb.h"
@@ -226,6 +228,61 @@ TEST(Sawb, RejectsActivations) {
   EXPECT_NE(make_quantizer(QuantSpec("sawb", 2, SiteKind::kW), "x"), nullptr);
   EXPECT_NE(make_quantizer(QuantSpec("sawb", 8, SiteKind::kW).per_channel(true).channels(4), "x"),
             nullptr);
+}
+
+// Naive reference of mse_weight_clip: scalar loops in double, nearbyint (ties to even like
+// torch::round), the first best candidate.
+std::vector<double> naive_mse_clips(const torch::Tensor& w, int bits, bool per_channel, int k_max) {
+  const auto rows = w.to(torch::kFloat64).reshape({per_channel ? w.size(0) : 1, -1}).contiguous();
+  const double levels = (1 << (bits - 1)) - 1;
+  std::vector<double> out;
+  for (int64_t r = 0; r < rows.size(0); ++r) {
+    const auto* v = rows[r].data_ptr<double>();
+    const int64_t n = rows.size(1);
+    double max_abs = 0.0;
+    for (int64_t i = 0; i < n; ++i) max_abs = std::max(max_abs, std::abs(v[i]));
+    double best = 0.0, best_err = INFINITY;
+    for (int k = 1; k <= k_max; ++k) {
+      const double clip = max_abs * (static_cast<double>(k) / k_max);
+      double err = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double z = std::min(1.0, std::max(-1.0, v[i] / clip));
+        const double q = std::nearbyint(z * levels) * clip / levels;
+        err += (q - v[i]) * (q - v[i]);
+      }
+      if (err < best_err) best_err = err, best = clip;
+    }
+    out.push_back(best);
+  }
+  return out;
+}
+
+TEST(MseWeightClip, MatchesANaiveSearch) {
+  torch::manual_seed(3);
+  const auto w = torch::randn({6, 4, 3, 3}) * torch::linspace(0.1, 2.0, 6).view({6, 1, 1, 1});
+  for (int bits : {2, 3, 4, 8}) {
+    for (bool per_channel : {false, true}) {
+      const auto got = mse_weight_clip(w, bits, per_channel, 64);
+      const auto want = naive_mse_clips(w, bits, per_channel, 64);
+      ASSERT_EQ(got.numel(), static_cast<int64_t>(want.size()));
+      for (size_t i = 0; i < want.size(); ++i)
+        EXPECT_NEAR(got[i].item<double>(), want[i], 1e-12 * want[i])
+            << "bits " << bits << " per_channel " << per_channel << " row " << i;
+    }
+  }
+  EXPECT_ERROR_CONTAINS(mse_weight_clip(w, 1, false), "bits must be in [2, 8], got 1");
+}
+
+// On a large Gaussian sample the searched clip lands on the MSE-optimal alpha/sigma of the
+// mid-tread grid (baselines.md §2.2: 1.224 at 2 bits, 1.952 at 3, 2.474 at 4).
+TEST(MseWeightClip, GaussianClipsAreTheTabulatedOptima) {
+  torch::manual_seed(11);
+  const auto w = torch::randn({100000}, torch::kFloat64);
+  const double sigma = w.std().item<double>();
+  const std::pair<int, double> optima[] = {{2, 1.224}, {3, 1.952}, {4, 2.474}};
+  for (const auto& [bits, ratio] : optima)
+    EXPECT_NEAR(mse_weight_clip(w, bits, false, 400).item<double>() / sigma, ratio, 0.03)
+        << bits << " bits";
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "profit/io/checkpoint.h"
 #include "profit/io/safetensors.h"
 #include "profit/io/state_dict.h"
+#include "profit/quant/sawb.h"
 #include "profit/schedule/groups.h"
 #include "profit/schedule/pipeline.h"
 #include "profit/schedule/sensitivity.h"

@@ -62,14 +62,6 @@ struct QuantSpec {
   TORCH_ARG(double, act_init_quantile) = 0.95;
 };
 
-/// The clip alpha that minimises sum (Q(w) - w)^2 on the symmetric weight grid of `bits`
-/// (Q(w) = round(clamp(w / alpha, -1, 1) L) alpha / L, L = 2^(bits-1) - 1: the DuQ, LSQ and SAWB
-/// weight grid), searched over alpha = k / candidates * max|w|, k = 1..candidates (the first
-/// best). Per output channel (dim 0) with per_channel. w: any shape; returns [1] or [C], double.
-/// Beyond the papers: a kept clip sized for 4 bits leaves most weights at 0 on a 2-bit grid.
-torch::Tensor mse_weight_clip(const torch::Tensor& w, int bits, bool per_channel,
-                              int64_t candidates = 200);
-
 /// Base class of all quantizers.
 class QuantizerImpl : public torch::nn::Module {
  public:
@@ -94,9 +86,9 @@ class QuantizerImpl : public torch::nn::Module {
   virtual void set_bits(int bits);
 
   /// Beyond the papers (profit.w_refit: mse): after a bit-width change, sets a weight
-  /// quantizer's clip to mse_weight_clip(w, bits()) of the latent weight w, keeping the ratio of
-  /// the output scale to the clip (so the layer's output keeps its scale for the BN after it).
-  /// Returns false (and changes nothing) when the method or site kind has no such refit.
+  /// quantizer's clip to mse_weight_clip(w, bits()) (sawb.h) of the latent weight w, keeping the
+  /// ratio of the output scale to the clip (so the layer's output keeps its scale for the BN after
+  /// it). Returns false (and changes nothing) when the method or site kind has no such refit.
   virtual bool refit(const torch::Tensor& w) {
     (void)w;
     return false;
@@ -161,5 +153,7 @@ torch::Tensor hswish_strict(const torch::Tensor& x);
 
 /// Numerically stable inverse softplus in double: v + log(1 - exp(-v)) (PROFIT §1.5).
 double inverse_softplus(double v);
+/// The same elementwise on a tensor (double math, any device; values clamped to >= 1e-8).
+torch::Tensor inverse_softplus(const torch::Tensor& v);
 
 }  // namespace profit::quant

@@ -56,6 +56,13 @@ torch::Tensor sawb_quantize(const torch::Tensor& w, const torch::Tensor& alpha, 
 torch::Tensor sawb_quantize_reference(const torch::Tensor& w, const torch::Tensor& alpha,
                                       SawbGrid grid, int bits);
 
+/// The clip alpha that minimises sum (Q(w) - w)^2 on the mid-tread grid of `bits` (the SAWB and
+/// DuQ weight grid, sawb_quantize), searched over alpha = k / candidates * max|w|,
+/// k = 1..candidates (the first best); per output filter with per_channel. Double math; returns
+/// [1] or [C]. Beyond the papers (profit.w_refit: mse): the exact search SAWB's formula fits.
+torch::Tensor mse_weight_clip(const torch::Tensor& w, int bits, bool per_channel,
+                              int64_t candidates = 200);
+
 class SawbImpl : public QuantizerImpl {
  public:
   explicit SawbImpl(const QuantSpec& spec);
