@@ -34,10 +34,10 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build profit >/dev/null
 mkdir -p docs/img
 source scripts/profit_spec.sh
-# Each finished run's summary, policy, phase list, AIWQ table and step metrics (gzip) are copied
-# into the repository (docs/data/RUNS/...: about 25 kB a run; PROFIT_RUNS must be relative), so
-# that the tables can be written again when the run folders are gone (a new machine): the table
-# is written from the archived copies.
+# Each finished run's summary, policy, phase list, AIWQ table, weight-clip table and step
+# metrics (gzip) are copied into the repository (docs/data/RUNS/...: about 30 kB a run;
+# PROFIT_RUNS must be relative), so that the tables can be written again when the run folders
+# are gone (a new machine): the table is written from the archived copies.
 archive=docs/data
 outs=() todo=()
 for spec in "${bits[@]}"; do
@@ -75,8 +75,13 @@ for out in "${outs[@]}"; do
       ./build/profit aiwq --run "$out" --svg "docs/img/${img}_aiwq.svg" > "$out/aiwq.txt"
     fi
     /usr/bin/python3 scripts/plot_profit.py "$out" "docs/img/${img}_curves.svg"
+    # Where the DuQ weight clips sit on the final weights, per layer (the W2A2 reading quotes
+    # it); the weights themselves (MBs) are not archived.
+    if grep -q '^method: duq$' "$out/policy.yaml"; then
+      /usr/bin/python3 scripts/weight_grid.py "$out" --bits 8,4,3,2 --layers > "$out/weight_grid.txt"
+    fi
     mkdir -p "$archive/$out"
-    for f in summary.json policy.yaml phases.json aiwq.txt; do
+    for f in summary.json policy.yaml phases.json aiwq.txt weight_grid.txt; do
       [ ! -f "$out/$f" ] || cp "$out/$f" "$archive/$out/$f"
     done
     gzip -9 -n -c "$out/metrics.jsonl" > "$archive/$out/metrics.jsonl.gz"

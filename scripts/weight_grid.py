@@ -72,19 +72,18 @@ def main():
         ratio = a / sigma if sigma > 0 else float("inf")
         start = a / (0.9 * max(abs(x) for x in w))
         rows.append((layer, ratio, start, [zero_share(w, clips, b) for b in widths]))
-    head = ("| layer | a / sigma | a / (0.9 max abs W) | " +
-            " | ".join(f"zeros at {b} bit" for b in widths) + " |")
-    rule = "|---" * (len(widths) + 3) + "|"
+    cols = ["a / sigma", "a / (0.9 max abs W)"] + [f"zeros at {b} bit" for b in widths]
+    row = lambda cells: "| " + " | ".join(cells) + " |"
     if args.layers:
-        print(head)
-        print(rule)
+        print(row(["layer"] + cols))
+        print("|---" * (len(cols) + 1) + "|")
         for layer, ratio, start, shares in rows:
             print(f"| {layer} | {ratio:.2f} | {start:.2f} | " +
                   " | ".join(f"{s:.1%}" for s in shares) + " |")
         print()
     print(f"{path}: {len(rows)} weight quantizers, medians over the layers")
-    print(head.replace("| layer ", "| "))
-    print(rule[4:])
+    print(row(cols))  # the median table has no layer column
+    print("|---" * len(cols) + "|")
     print(f"| {statistics.median(r[1] for r in rows):.2f} | "
           f"{statistics.median(r[2] for r in rows):.2f} | " +
           " | ".join(f"{statistics.median(r[3][i] for r in rows):.1%}" for i in range(len(widths)))

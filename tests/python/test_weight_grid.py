@@ -43,6 +43,11 @@ class WeightGrid(unittest.TestCase):
         sigma = (sum((x - 0.375) ** 2 for x in [0.1, -0.2, 0.6, 1.0]) / 4) ** 0.5
         self.assertIn(f"| features.0.0 | {1.0 / sigma:.2f} | {1.0 / 0.9:.2f} | 25.0% | 50.0% |", text)
         self.assertIn("1 weight quantizers", text)
+        # The median table: header, rule and row have the same number of cells.
+        median = text.split("medians over the layers\n")[1].splitlines()
+        self.assertEqual(median[0], "| a / sigma | a / (0.9 max abs W) | zeros at 3 bit | "
+                                    "zeros at 2 bit |")
+        self.assertEqual([line.count("|") for line in median], [5, 5, 5])
 
     def test_bad_input_is_named(self):
         d = pathlib.Path(tempfile.mkdtemp())

@@ -46,9 +46,12 @@ class WriteResultsProfit(unittest.TestCase):
                 run("profit_w3a3", 1, 94.0, 93.0), run("profit_w3a3", 2, 94.0, 93.2),
                 run("profit_w3a3", 3, 94.0, 92.9),
                 run("profit_w4a4_ft4", 1, 94.0, 94.0),  # a variant: no goal row
+                run("profit_w2a2_refit", 1, 94.0, 91.5),  # a goal variant: W2A2's goal
                 run("profit_w2a2", 1, 94.0, 93.0, arch="mobilenet_v3_large")]  # not V2
         rows = w.goal_rows(runs)
-        self.assertEqual([r[0] for r in rows], ["`profit_w4a4`", "`profit_w3a3`"])
+        self.assertEqual([r[0] for r in rows],
+                         ["`profit_w4a4`", "`profit_w3a3`", "`profit_w2a2_refit`"])
+        self.assertEqual(rows[2][3:], ["2.50", "≤ 3.0", "met (1 of 3 seeds)"])
         self.assertEqual(rows[0][1:], ["1, 2", "93.70 ± 0.14", "0.30 ± 0.14", "≤ 0.3",
                                        "met (2 of 3 seeds)"])
         self.assertEqual(rows[1][3], "0.97 ± 0.15")
