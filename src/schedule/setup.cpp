@@ -1,11 +1,13 @@
-// The pieces of the PROFIT engine that are not the loop: job loading, distillation loss,
-// teacher, quantizer initialisation.
+// The pieces of the PROFIT engine that are not the loop: job loading and checking,
+// distillation loss, teacher, quantizer initialisation.
 #include <filesystem>
 
 #include "profit/common.h"
+#include "profit/data/dataset.h"
 #include "profit/io/atomic_file.h"
 #include "profit/io/state_dict.h"
 #include "profit/schedule/pipeline.h"
+#include "profit/train/trainer.h"
 
 namespace profit::schedule {
 
@@ -19,6 +21,25 @@ QuantizeJob make_job(const train::TrainConfig& cfg, const std::string& recipe_pa
     job.phases = load_phases(recipe_path);
   }
   return job;
+}
+
+std::vector<Phase> check_job(QuantizeJob job) {
+  auto& cfg = job.cfg;
+  train::validate(cfg);
+  if (job.phases.empty()) job.phases = expand_schedule(cfg.profit);
+  validate_phases(job.phases, cfg.profit.n_profit);
+  // Only what the model needs from the data: a dry run should not read a whole image folder.
+  if (cfg.model.num_classes == 0 || cfg.model.in_channels == 0)
+    train::resolve_model_config(cfg, *data::open_dataset(cfg.data, "train", cfg.seed));
+  auto model = nn::create_model(cfg.model);
+  quant::quantize(*model, job.policy);
+  if (!cfg.init_weights.empty())
+    io::load_state_dict(*model, io::load_weights_file(cfg.init_weights), true, cfg.init_weights,
+                        quant::fp_checkpoint_ignores());
+  const auto teacher = load_teacher(cfg, torch::kCPU);
+  TORCH_CHECK(teacher || cfg.profit.ce_weight > 0.0,
+              "profit: no teacher and ce_weight = 0 leaves no loss");
+  return job.phases;
 }
 
 torch::Tensor distillation_loss(const torch::Tensor& student, const torch::Tensor& teacher,

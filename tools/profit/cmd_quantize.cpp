@@ -32,15 +32,14 @@ Action add_quantize(CLI::App& app) {
   cfg->out_dir = "runs/quantize";
   auto flags = std::make_shared<ConfigFlags>(*cmd, *cfg, true, "profit");
   auto dry_run = std::make_shared<bool>(false);
-  cmd->add_flag("--dry-run", *dry_run, "print the phase list and exit");
+  cmd->add_flag("--dry-run", *dry_run,
+                "check the recipe (config, phases, policy, init weights, teacher), print the "
+                "phase list and exit");
   return [cfg, flags, dry_run] {
     flags->finalize();
     auto job = schedule::make_job(*cfg, flags->config_path());
     if (*dry_run) {
-      train::validate(job.cfg);
-      auto phases = job.phases.empty() ? schedule::expand_schedule(job.cfg.profit) : job.phases;
-      schedule::validate_phases(phases, job.cfg.profit.n_profit);
-      std::fputs(schedule::describe(phases).c_str(), stdout);
+      std::fputs(schedule::describe(schedule::check_job(job)).c_str(), stdout);
       return 0;
     }
     const auto s = schedule::run_quantize(job);

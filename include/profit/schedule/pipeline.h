@@ -67,4 +67,12 @@ struct QuantizeSummary {
 
 QuantizeSummary run_quantize(QuantizeJob job);
 
+/// What `profit quantize --dry-run` checks, before any training and without writing to the run
+/// folder: the config (train::validate) and the phase list; the dataset opens where the model's
+/// classes or input channels come from it; the policy attaches to the model (every method
+/// registered, every bit width in range); train.init_weights loads into the student by name and
+/// the teacher loads, where they are named. Throws with the first problem; returns the phases
+/// (the job's own, or the expanded compact schedule).
+std::vector<Phase> check_job(QuantizeJob job);
+
 }  // namespace profit::schedule
