@@ -57,12 +57,8 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   auto test_set = data::open_dataset(cfg.data, "test", cfg.seed);
   train::resolve_model_config(cfg, *train_set);
 
-  // Student: the QAT form of the FP model, FP weights loaded by name.
-  auto model = nn::create_model(cfg.model);
-  const auto sites = quant::quantize(*model, job.policy);
-  if (!cfg.init_weights.empty())
-    io::load_state_dict(*model, io::load_weights_file(cfg.init_weights), true, cfg.init_weights,
-                        quant::fp_checkpoint_ignores());
+  std::vector<quant::QuantSite> sites;
+  auto model = make_student(cfg, job.policy, sites);
   model->to(device);
   std::unique_ptr<train::WeightEma> ema;
   std::vector<quant::QuantSite> ema_sites;

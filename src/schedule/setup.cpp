@@ -31,15 +31,22 @@ std::vector<Phase> check_job(QuantizeJob job) {
   // Only what the model needs from the data: a dry run should not read a whole image folder.
   if (cfg.model.num_classes == 0 || cfg.model.in_channels == 0)
     train::resolve_model_config(cfg, *data::open_dataset(cfg.data, "train", cfg.seed));
-  auto model = nn::create_model(cfg.model);
-  quant::quantize(*model, job.policy);
-  if (!cfg.init_weights.empty())
-    io::load_state_dict(*model, io::load_weights_file(cfg.init_weights), true, cfg.init_weights,
-                        quant::fp_checkpoint_ignores());
+  std::vector<quant::QuantSite> sites;
+  make_student(cfg, job.policy, sites);
   const auto teacher = load_teacher(cfg, torch::kCPU);
   TORCH_CHECK(teacher || cfg.profit.ce_weight > 0.0,
               "profit: no teacher and ce_weight = 0 leaves no loss");
   return job.phases;
+}
+
+nn::ModelPtr make_student(const train::TrainConfig& cfg, const quant::QuantPolicy& policy,
+                          std::vector<quant::QuantSite>& sites) {
+  auto model = nn::create_model(cfg.model);
+  sites = quant::quantize(*model, policy);
+  if (!cfg.init_weights.empty())
+    io::load_state_dict(*model, io::load_weights_file(cfg.init_weights), true, cfg.init_weights,
+                        quant::fp_checkpoint_ignores());
+  return model;
 }
 
 torch::Tensor distillation_loss(const torch::Tensor& student, const torch::Tensor& teacher,

@@ -54,6 +54,11 @@ torch::Tensor distillation_loss(const torch::Tensor& student, const torch::Tenso
 /// architecture). Frozen, on `device`, in eval or train mode as profit.teacher_mode says.
 nn::ModelPtr load_teacher(const train::TrainConfig& cfg, torch::Device device);
 
+/// The student: cfg.model in its QAT form under `policy` (sites returned in `sites`), with the FP
+/// weights of train.init_weights loaded by name where it is set.
+nn::ModelPtr make_student(const train::TrainConfig& cfg, const quant::QuantPolicy& policy,
+                          std::vector<quant::QuantSite>& sites);
+
 /// Initialises the not-yet-initialised quantizers of the given site types from one batch:
 /// train mode, quantizers of other types off, no gradient; BN running statistics and the CPU RNG
 /// are restored afterwards (D3). Returns how many quantizers were initialised.
