@@ -37,13 +37,8 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   const fs::path out(cfg.out_dir);
   fs::create_directories(out);
   const std::string ckpt = (out / "last.ckpt").string();
-  const bool resuming = cfg.resume && fs::exists(ckpt);
+  const bool resuming = adopt_resume_folder(job);
   if (cfg.resume && !resuming) std::cerr << "resume: no " << ckpt << ", starting a new run\n";
-  if (resuming) {
-    train::restore_run_config(cfg, (out / "config.json").string());
-    job.policy = quant::load_policy((out / "policy.yaml").string());
-    job.phases = phases_from_json(read_json(out / "phases.json"));
-  }
   train::validate(cfg);
   if (job.phases.empty()) job.phases = expand_schedule(cfg.profit);
   validate_phases(job.phases, cfg.profit.n_profit);
@@ -69,8 +64,6 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     ema = std::make_unique<train::WeightEma>(shadow, *model, cfg.ema_decay);
   }
   const auto teacher = load_teacher(cfg, device);
-  TORCH_CHECK(teacher || settings.ce_weight > 0.0,
-              "profit: no teacher and ce_weight = 0 leaves no loss");
 
   data::DataLoader loader(train_set, {cfg.batch_size, true, true, cfg.workers, 4, cfg.seed});
   data::DataLoader test_loader(test_set,

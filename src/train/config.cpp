@@ -278,6 +278,8 @@ void validate(const TrainConfig& c) {
               "profit.teacher_mode must be eval or train, got '", r.teacher_mode, "'");
   TORCH_CHECK(r.ce_weight >= 0.0 && r.kd_weight >= 0.0 && r.ce_weight + r.kd_weight > 0.0,
               "profit.ce_weight and kd_weight must be >= 0 and not both 0");
+  TORCH_CHECK(r.ce_weight > 0.0 || (r.teacher != "none" && !r.teacher.empty()),
+              "profit.ce_weight = 0 with profit.teacher = none leaves no loss");
   TORCH_CHECK(r.kd_temperature > 0.0, "profit.kd_temperature must be > 0, got ", r.kd_temperature);
   for (const auto* key : {"a_bits", "w_bits", "w_profit"}) {
     const std::string& text = std::string(key) == "a_bits"   ? r.a_bits

@@ -39,5 +39,30 @@ elif [[ $out != "profit: error: features.0.0.weight: unknown quantizer 'duqq'"* 
   echo "unknown quantizer: unexpected error '$out'"
   fail=1
 fi
+# With --resume and a run to resume in --out, the run continues the folder's saved job, not the
+# recipe given: the dry run must check that job. A one-step run leaves a folder to resume; its
+# saved policy is then broken by hand.
+tiny=(--arch mobilenet_v2 --width 0.25 --dataset synthetic --synthetic-size 16 --batch-size 8
+  --steps-per-epoch 1 --fp-epochs 0 --ft-epochs 1 --warmup 0 --bn-epochs 0 --sample-epochs 1
+  --a-bits 8 --w-bits 8 --w-profit 8 --teacher none --workers 0 --progress false)
+"$profit" quantize "${tiny[@]}" --out "$tmp/resume" --stop-after 1 > "$tmp/resume.log" 2>&1 ||
+  { echo "one-step run failed: $(tail -3 "$tmp/resume.log")"; fail=1; }
+sed -i 's/^method: duq$/method: duqq/' "$tmp/resume/policy.yaml"
+grep -q '^method: duqq$' "$tmp/resume/policy.yaml" || { echo "policy.yaml not edited"; fail=1; }
+if out=$("$profit" quantize "${tiny[@]}" --out "$tmp/resume" --resume true --dry-run 2>&1); then
+  echo "resume folder with an unknown quantizer: the dry run passed"
+  fail=1
+elif [[ $out != *"checking its saved config"*"unknown quantizer 'duqq'"* ]]; then
+  echo "resume folder: unexpected output '$out'"
+  fail=1
+fi
+"$profit" quantize "${tiny[@]}" --out "$tmp/resume" --dry-run > /dev/null 2>&1 ||
+  { echo "without --resume the dry run must check the flags' job"; fail=1; }
+# No teacher and no label loss: the config check names the keys.
+if out=$("$profit" quantize "${tiny[@]}" --out "$tmp/run" --ce-weight 0 --dry-run 2>&1) ||
+  [[ $out != *"profit.ce_weight = 0 with profit.teacher = none"* ]]; then
+  echo "ce_weight 0 without a teacher: '$out'"
+  fail=1
+fi
 echo "$count recipes checked"
 exit $fail

@@ -54,6 +54,11 @@ torch::Tensor distillation_loss(const torch::Tensor& student, const torch::Tenso
 /// architecture). Frozen, on `device`, in eval or train mode as profit.teacher_mode says.
 nn::ModelPtr load_teacher(const train::TrainConfig& cfg, torch::Device device);
 
+/// With train.resume and a last.ckpt in train.out_dir, replaces the job's config (but for the
+/// run-local settings of train::restore_run_config), policy and phases by those the run folder
+/// saved, and returns true; otherwise leaves the job as it is and returns false.
+bool adopt_resume_folder(QuantizeJob& job);
+
 /// The student: cfg.model in its QAT form under `policy` (sites returned in `sites`), with the FP
 /// weights of train.init_weights loaded by name where it is set.
 nn::ModelPtr make_student(const train::TrainConfig& cfg, const quant::QuantPolicy& policy,
@@ -73,11 +78,12 @@ struct QuantizeSummary {
 QuantizeSummary run_quantize(QuantizeJob job);
 
 /// What `profit quantize --dry-run` checks, before any training and without writing to the run
-/// folder: the config (train::validate) and the phase list; the dataset opens where the model's
-/// classes or input channels come from it; the policy attaches to the model (every method
-/// registered, every bit width in range); train.init_weights loads into the student by name and
-/// the teacher loads, where they are named. Throws with the first problem; returns the phases
-/// (the job's own, or the expanded compact schedule).
+/// folder: with --resume and a run to resume in the folder, the folder's saved job
+/// (adopt_resume_folder), else the given one; the config (train::validate) and the phase list; the
+/// dataset opens where the model's classes or input channels come from it; the policy attaches to
+/// the model (every method registered, every bit width in range); train.init_weights loads into the
+/// student by name and the teacher loads, where they are named. Throws with the first problem;
+/// returns the phases (the job's own, or the expanded compact schedule).
 std::vector<Phase> check_job(QuantizeJob job);
 
 }  // namespace profit::schedule
