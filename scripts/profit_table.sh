@@ -77,8 +77,12 @@ for out in "${outs[@]}"; do
     /usr/bin/python3 scripts/plot_profit.py "$out" "docs/img/${img}_curves.svg"
     # Where the DuQ weight clips sit on the final weights, per layer (the W2A2 reading quotes
     # it); the weights themselves (MBs) are not archived.
-    if grep -q '^method: duq$' "$out/policy.yaml"; then
-      /usr/bin/python3 scripts/weight_grid.py "$out" --bits 8,4,3,2 --layers > "$out/weight_grid.txt"
+    # Recomputed only when the weights or the script are newer (it reads every weight: ~2 s).
+    grid=$out/weight_grid.txt
+    if grep -q '^method: duq$' "$out/policy.yaml" &&
+      { [ ! "$grid" -nt "$out/final.safetensors" ] || [ ! "$grid" -nt scripts/weight_grid.py ]; }; then
+      /usr/bin/python3 scripts/weight_grid.py "$out" --bits 8,4,3,2 --layers > "$grid.tmp" &&
+        mv "$grid.tmp" "$grid"
     fi
     mkdir -p "$archive/$out"
     for f in summary.json policy.yaml phases.json aiwq.txt weight_grid.txt; do
