@@ -345,6 +345,28 @@ def paired_rows(runs, with_name, without_name):
              mean_std(fa), mean_std(fb), mean_std([x - y for x, y in zip(fa, fb)])]]
 
 
+# The issue's quantizer comparison: MobileNetV3-Large W3A3, the same PROFIT schedule and FP
+# start, only policy.method differs.
+QUANTIZER_COMPARISON = [("profit_mobilenet_v3_large_fmnist_w3a3", "DuQ + negative padding"),
+                        ("profit_mobilenet_v3_large_fmnist_w3a3_pact", "PACT (weights: SAWB)"),
+                        ("profit_mobilenet_v3_large_fmnist_w3a3_lsq", "LSQ")]
+
+
+def comparison_rows(runs, recipes):
+    """One row per (recipe, label) with runs: seeds, final and EMA top-1, drop vs FP."""
+    rows = []
+    for name, label in recipes:
+        rs = [r for p, r in runs if run_name(p) == name]
+        if not rs:
+            continue
+        ema = [r["final_ema"]["top1"] for r in rs if "final_ema" in r]
+        rows.append([f"`{name}`", label,
+                     ", ".join(str(r["config"]["train"]["seed"]) for r in rs),
+                     mean_std([r["final"]["top1"] for r in rs]), mean_std(ema) if ema else "-",
+                     mean_std([r["fp"]["top1"] - r["final"]["top1"] for r in rs])])
+    return rows
+
+
 def profit_section(command, paths):
     runs = [(p, json.load(open(p))) for p in paths]
     groups = {}
@@ -422,6 +444,19 @@ def profit_section(command, paths):
         ]
         rows += table(["seeds", "epochs (PROFIT / no PROFIT)", "PROFIT top-1",
                        "no-PROFIT top-1", "difference (pt)"], paired)
+    compared = comparison_rows(runs, QUANTIZER_COMPARISON)
+    if compared:
+        rows += [
+            "",
+            "### MobileNetV3-Large W3A3: DuQ + negative padding vs PACT vs LSQ",
+            "",
+            "The same FP start and teacher, the same PROFIT phase list; only `policy.method` "
+            "differs (PACT quantizes the weights with SAWB, baselines.md). Drop vs the FP "
+            "MobileNetV3-Large.",
+            "",
+        ]
+        rows += table(["recipe", "quantizer", "seeds", "final top-1", "EMA top-1", "drop (pt)"],
+                      compared)
     gap_runs = [(p, r) for p, r in runs if "final_train_mode" in r]
     if gap_runs:
         rows += [

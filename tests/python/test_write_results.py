@@ -67,6 +67,19 @@ class WriteResultsProfit(unittest.TestCase):
                          [["1, 2", "8 / 8", "92.20 ± 0.28", "91.90 ± 0.57", "0.30 ± 0.28"]])
         self.assertEqual(w.paired_rows(runs[:3], "profit_w3a3", "noprofit_w3a3"), [])
 
+    def test_comparison_rows_follow_the_given_order_and_skip_missing_recipes(self):
+        runs = [run("v3_lsq", 1, 94.0, 90.0), run("v3_duq", 1, 94.0, 91.0),
+                run("v3_duq", 2, 94.0, 91.4), run("v3_other", 1, 94.0, 99.0)]
+        for _, r in runs:
+            r["final_ema"] = {"top1": r["final"]["top1"] - 0.5}
+        rows = w.comparison_rows(runs, [("v3_duq", "DuQ"), ("v3_pact", "PACT"),
+                                        ("v3_lsq", "LSQ")])
+        self.assertEqual(rows, [["`v3_duq`", "DuQ", "1, 2", "91.20 ± 0.28", "90.70 ± 0.28",
+                                 "2.80 ± 0.28"],
+                                ["`v3_lsq`", "LSQ", "1", "90.00", "89.50", "4.00"]])
+        self.assertEqual(w.comparison_rows(runs, [("v3_pact", "PACT")]), [])
+        self.assertEqual(w.comparison_rows(runs[:1], [("v3_lsq", "LSQ")])[0][4], "89.50")
+
 
 if __name__ == "__main__":
     unittest.main()
