@@ -27,8 +27,10 @@ for ((k = 1; k <= ${#seeds[@]}; ++k)); do
   bash scripts/profit_table.sh "${v2[@]}" -- "${seeds[@]:0:k}"
 done
 bash scripts/train_fp_models.sh
+bash scripts/ptq_init_quantile.sh models/fp_mobilenet_v2_fmnist models/fp_mobilenet_v1_fmnist \
+  models/fp_mobilenet_v3_large_fmnist
 bash scripts/profit_table.sh "${v2[@]}" profit_mobilenet_v1_fmnist_w4a4@1 \
   profit_mobilenet_v3_large_fmnist_w4a4@1 profit_mobilenet_v3_large_fmnist_w3a3 \
   profit_mobilenet_v3_large_fmnist_w3a3_pact profit_mobilenet_v3_large_fmnist_w3a3_lsq \
-  -- "${seeds[@]}"
+  profit_mobilenet_v3_large_fmnist_w4a4_init999@1 -- "${seeds[@]}"
 bash scripts/bench_table.sh
