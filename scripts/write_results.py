@@ -5,6 +5,7 @@ Usage: write_results.py fp SUMMARY_JSON RECIPE COMMAND
        write_results.py fp-candidates COMMAND SUMMARY_JSON...
        write_results.py fp-models COMMAND SUMMARY_JSON...
        write_results.py ptq COMMAND PTQ_JSON...
+       write_results.py ptq-init COMMAND MODEL_q0.95.json MODEL_q0.999.json...
        write_results.py fat COMMAND FAT_SUMMARY_JSON...
        write_results.py profit COMMAND PROFIT_SUMMARY_JSON...
        write_results.py image-stem RUN_DIR     (the plot name stem profit_table.sh uses)
@@ -180,6 +181,27 @@ def ptq_section(command, paths):
           f"{r['cost']['size_bits'] / 8 / 1048576:.3f}", f"{r['cost']['bops'] / 1e9:.3f}"]
          for r in runs])
     write_section("ptq", rows)
+
+
+def ptq_init_section(command, paths):
+    """DuQ W8A8 PTQ per FP model at two activation-clip starts: the JSONs of
+    scripts/ptq_init_quantile.sh, named MODEL_q0.95.json and MODEL_q0.999.json."""
+    results = {}
+    for p in paths:
+        model, q = re.fullmatch(r"(.+)_q([0-9.]+)\.json", pathlib.Path(p).name).groups()
+        results.setdefault(model, {})[q] = json.load(open(p))
+    rows = [[m, f"{r['0.95']['fp']['top1']:.2f}", f"{r['0.95']['quantized']['top1']:.2f}",
+             f"{r['0.999']['quantized']['top1']:.2f}"] for m, r in results.items()]
+    write_section("ptq-init", [
+        "### DuQ's activation-clip start on the FP models (W8A8, calibration only)",
+        "",
+        f"Command: `{command}`. DuQ at W8A8 with its activation clips started at the 0.95 "
+        "quantile of the positive calibration values (the spec's start, profit.md §1.6) or at "
+        "the 0.999 quantile; 256 calibration images, seed 1, no training; 10,000 test images. "
+        "This is where the first 8-bit activation phase of a PROFIT run starts.",
+        "",
+    ] + table(["model", "FP top-1", "DuQ W8A8, clips at the 0.95 quantile",
+               "at the 0.999 quantile"], rows))
 
 
 def fat_section(command, paths):
@@ -521,6 +543,8 @@ if __name__ == "__main__":
         fp_models_section(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) >= 4 and sys.argv[1] == "ptq":
         ptq_section(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "ptq-init":
+        ptq_init_section(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) >= 4 and sys.argv[1] == "fat":
         fat_section(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) >= 4 and sys.argv[1] == "profit":
