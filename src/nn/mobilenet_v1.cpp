@@ -38,19 +38,10 @@ class MobileNetV1Impl : public ClassifierImpl {
       features->push_back(DepthwiseSeparable(f, in, ch(c), stride));
       in = ch(c);
     }
-    register_module("features", features);
-    pool_site = register_module("pool_site", f.act(Act::kIdentity, SiteRole::kPooled));
     classifier->push_back(torch::nn::Dropout(cfg.dropout));
     classifier->push_back(f.linear(in, cfg.num_classes));
-    register_module("classifier", classifier);
+    register_body(f);
   }
-  torch::Tensor forward(torch::Tensor x) override {
-    x = features->forward(x);
-    x = pool_site(global_avg_pool(x).flatten(1));
-    return classifier->forward(x);
-  }
-  torch::nn::Sequential features, classifier;
-  ActSite pool_site{nullptr};
 };
 
 }  // namespace

@@ -59,19 +59,10 @@ class MobileNetV2Impl : public ClassifierImpl {
       }
     }
     features->push_back(f.conv_bn_act(ConvOptions(in, last, 1), Act::kReLU6, kBN));
-    register_module("features", features);
-    pool_site = register_module("pool_site", f.act(Act::kIdentity, SiteRole::kPooled));
     classifier->push_back(torch::nn::Dropout(cfg.dropout));
     classifier->push_back(f.linear(last, cfg.num_classes));
-    register_module("classifier", classifier);
+    register_body(f);
   }
-  torch::Tensor forward(torch::Tensor x) override {
-    x = features->forward(x);
-    x = pool_site(global_avg_pool(x).flatten(1));
-    return classifier->forward(x);
-  }
-  torch::nn::Sequential features, classifier;
-  ActSite pool_site{nullptr};
 };
 
 }  // namespace

@@ -134,21 +134,12 @@ class MobileNetV3Impl : public ClassifierImpl {
     const int64_t last_conv = 6 * last_out;
     const int64_t hidden = ch(large ? 1280 : 1024);
     features->push_back(f.conv_bn_act(ConvOptions(last_out, last_conv, 1), Act::kHSwish, kBN));
-    register_module("features", features);
-    pool_site = register_module("pool_site", f.act(Act::kIdentity, SiteRole::kPooled));
     classifier->push_back(f.linear(last_conv, hidden));
     classifier->push_back(f.act(Act::kHSwish));
     classifier->push_back(torch::nn::Dropout(cfg.dropout));
     classifier->push_back(f.linear(hidden, cfg.num_classes));
-    register_module("classifier", classifier);
+    register_body(f);
   }
-  torch::Tensor forward(torch::Tensor x) override {
-    x = features->forward(x);
-    x = pool_site(global_avg_pool(x).flatten(1));
-    return classifier->forward(x);
-  }
-  torch::nn::Sequential features, classifier;
-  ActSite pool_site{nullptr};
 };
 
 }  // namespace

@@ -30,6 +30,18 @@ ModelPtr create_model(const ModelConfig& cfg, const LayerFactory& factory) {
   return m;
 }
 
+void ClassifierImpl::register_body(const LayerFactory& f) {
+  register_module("features", features);
+  pool_site = register_module("pool_site", f.act(Act::kIdentity, SiteRole::kPooled));
+  register_module("classifier", classifier);
+}
+
+torch::Tensor ClassifierImpl::forward(torch::Tensor x) {
+  x = features->forward(x);
+  x = pool_site(global_avg_pool(x).flatten(1));
+  return classifier->forward(x);
+}
+
 int64_t count_parameters(torch::nn::Module& m) {
   int64_t n = 0;
   for (const auto& p : m.parameters()) n += p.numel();

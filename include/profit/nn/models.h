@@ -30,11 +30,21 @@ struct ModelConfig {
   bool negative_padding = false;
 };
 
-/// Common base so that trainers and tools can hold any model.
+/// Common base so that trainers and tools can hold any model. Every MobileNet ends the same
+/// way: features -> global average pool [N, C] -> pool_site (the pooled activation's quantizer
+/// site) -> classifier.
 class ClassifierImpl : public torch::nn::Module {
  public:
-  virtual torch::Tensor forward(torch::Tensor x) = 0;
+  virtual torch::Tensor forward(torch::Tensor x);
   ModelConfig config;
+
+ protected:
+  /// Registers features, pool_site and classifier, in this order (it fixes the parameter
+  /// order, and so what a seed initialises), once a subclass has filled features and
+  /// classifier.
+  void register_body(const LayerFactory& f);
+  torch::nn::Sequential features, classifier;
+  ActSite pool_site{nullptr};
 };
 
 using ModelPtr = std::shared_ptr<ClassifierImpl>;
