@@ -1,11 +1,12 @@
-"""The PROFIT table's derived rows in scripts/write_results.py: bit ladders, run names, the goal
-verdicts and the paired with/without-PROFIT comparison (run by ctest as write_results_profit)."""
+"""The PROFIT table's derived rows in scripts/results_profit.py (written by write_results.py
+profit): bit ladders, run names, the goal verdicts, the paired with/without-PROFIT comparison and
+the quantizer comparison (run by ctest as write_results_profit)."""
 import pathlib
 import sys
 import unittest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "scripts"))
-import write_results as w  # noqa: E402
+import results_profit as w  # noqa: E402
 
 
 def phase(act, weight, epochs=1):
