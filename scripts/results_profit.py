@@ -8,19 +8,16 @@ import re
 
 from results_common import DOC, mean_std, table, write_section
 
-def policy_value(summary_path, key, default="?"):
-    """A top-level value of the run's policy.yaml (written next to the summary)."""
+
+def read_policy(summary_path):
+    """The top-level `key: value` lines of the run's policy.yaml (written next to the summary)
+    as a dict of strings; {} when the file is missing."""
     policy = pathlib.Path(summary_path).parent / "policy.yaml"
-    if policy.exists():
-        for line in policy.read_text().splitlines():
-            if line.startswith(key + ":"):
-                return line.split(":", 1)[1].strip()
-    return default
-
-
-def policy_method(summary_path):
-    """The quantizer named by the run's policy.yaml."""
-    return policy_value(summary_path, "method")
+    if not policy.exists():
+        return {}
+    pairs = (line.split(":", 1) for line in policy.read_text().splitlines()
+             if ":" in line and not line.startswith((" ", "-", "#")))
+    return {k: v.strip() for k, v in pairs}
 
 
 def threads_note(rs):
@@ -123,16 +120,16 @@ def comparison_rows(runs, recipes):
     return rows
 
 
-def schedule_label(summary_path, r):
-    """The table's 'schedule' cell: freezing or not, the recipe's departures from the spec's
-    defaults, and the bit ladders."""
+def schedule_label(policy, r):
+    """The table's 'schedule' cell from the run's policy (read_policy) and summary: freezing or
+    not, the recipe's departures from the spec's defaults, and the bit ladders."""
     c = r["config"]
     frozen = any(ph["kind"] == "sample" for ph in r["phases"])
     schedule = (f"PROFIT ({c['profit']['n_profit']} freezing phases, "
                 f"{c['profit']['freeze_order']} order)" if frozen else "no freezing")
     if not any(ph["kind"] == "bn" for ph in r["phases"]):
         schedule += ", no BN-stabilize phases"
-    quantile = policy_value(summary_path, "act_init_quantile", None)  # absent: the spec's 0.95
+    quantile = policy.get("act_init_quantile")  # absent: the spec's 0.95
     if quantile is not None:
         schedule += f", activation clips start at the {float(quantile):g} quantile"
     if c["profit"].get("lr_update", "epoch") == "step":
@@ -151,9 +148,11 @@ def group_runs(runs):
     groups = {}
     for p, r in runs:
         c = r["config"]
-        key = (r.get("device", "cpu"), c["model"]["arch"], c["model"]["width"], policy_method(p),
-               r["phases"][-1]["weight_bits"], r["phases"][-1]["act_bits"],
-               schedule_label(p, r), sum(ph["epochs"] for ph in r["phases"]))
+        policy = read_policy(p)  # read once: the quantizer and the schedule cell use it
+        key = (r.get("device", "cpu"), c["model"]["arch"], c["model"]["width"],
+               policy.get("method", "?"), r["phases"][-1]["weight_bits"],
+               r["phases"][-1]["act_bits"], schedule_label(policy, r),
+               sum(ph["epochs"] for ph in r["phases"]))
         groups.setdefault(key, []).append((p, r))
     return groups
 

@@ -22,6 +22,7 @@ import sys
 from results_common import table, write_section
 from results_profit import image_stem, profit_section
 
+
 def fp_section(summary_path, recipe, command):
     s = json.load(open(summary_path))
     c = s["config"]
