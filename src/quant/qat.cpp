@@ -4,6 +4,8 @@
 
 #include <set>
 
+#include "profit/io/recipe.h"
+
 namespace profit::quant {
 
 using nn::Act;
@@ -86,12 +88,7 @@ Resolved resolve(const QuantPolicy& p, const std::string& site, SiteType type) {
 }  // namespace
 
 QuantPolicy load_policy(const std::string& path, const std::string& section) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    TORCH_CHECK(false, path, ": cannot read policy: ", e.what());
-  }
+  YAML::Node root = io::load_recipe(path);
   if (!section.empty()) {
     if (!root.IsMap() || !root[section]) return QuantPolicy();
     root = root[section];

@@ -8,6 +8,8 @@
 #include <set>
 #include <sstream>
 
+#include "profit/io/recipe.h"
+
 namespace profit::schedule {
 
 const char* phase_kind_name(PhaseKind k) {
@@ -93,12 +95,7 @@ T phase_value(const YAML::Node& v, const std::string& where, const std::string& 
 
 std::vector<Phase> load_phases(const std::string& path) {
   TORCH_CHECK(std::filesystem::exists(path), path, ": recipe not found");
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    TORCH_CHECK(false, path, ": YAML parse error: ", e.what());
-  }
+  const YAML::Node root = io::load_recipe(path);
   std::vector<Phase> out;
   if (!root.IsMap() || !root["phases"]) return out;
   const auto list = root["phases"];

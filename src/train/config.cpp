@@ -6,6 +6,8 @@
 #include <cmath>
 #include <filesystem>
 
+#include "profit/io/recipe.h"
+
 namespace profit::train {
 
 void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, FieldRef)>& fn) {
@@ -172,12 +174,7 @@ std::vector<int64_t> parse_int_list(const std::string& text, const std::string& 
 void apply_yaml(TrainConfig& cfg, const std::string& path,
                 const std::vector<std::string>& extra_sections) {
   TORCH_CHECK(std::filesystem::exists(path), path, ": config file not found");
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    TORCH_CHECK(false, path, ": YAML parse error: ", e.what());
-  }
+  const YAML::Node root = io::load_recipe(path);
   if (root.IsNull()) return;
   TORCH_CHECK(root.IsMap(), path, ": top level must be a map of sections (model, data, train)");
   for (const auto& sec : root) {

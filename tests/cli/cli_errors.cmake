@@ -9,6 +9,14 @@ string(STRIP "${err}" err)
 if(NOT err MATCHES "^profit: error: .*bad_recipe.yaml: unknown key 'train.lrr'$")
   message(FATAL_ERROR "unexpected error text: '${err}'")
 endif()
+# A variant whose base recipe is missing: one line naming the variant and the base.
+file(WRITE ${OUT}/variant.yaml "base: no_such_base.yaml\ntrain:\n  epochs: 1\n")
+execute_process(COMMAND ${PROFIT} quantize --recipe ${OUT}/variant.yaml --dry-run
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+string(STRIP "${err}" err)
+if(rc EQUAL 0 OR NOT err MATCHES "^profit: error: .*variant.yaml: base 'no_such_base.yaml' not found \\(looked for [^\n]*\\)$")
+  message(FATAL_ERROR "missing base: rc=${rc} '${err}'")
+endif()
 execute_process(COMMAND ${PROFIT} eval --dataset fashion_mnist --data-root ${OUT}/no_such_dir -w x.safetensors
                 RESULT_VARIABLE rc ERROR_VARIABLE err)
 string(STRIP "${err}" err)

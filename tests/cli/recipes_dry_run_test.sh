@@ -13,8 +13,18 @@ trap 'rm -rf "$tmp"' EXIT
 fail=0 count=0
 for recipe in recipes/profit_*.yaml recipes/noprofit_*.yaml recipes/demo_profit_*.yaml; do
   extra=()
-  init=$(sed -n 's/^  init_weights: *//p' "$recipe")
-  if grep -q '^  name: imagefolder' "$recipe"; then
+  # The recipe as read: a variant's 'base:' recipe merged in.
+  if ! resolved=$("$profit" quantize --recipe "$recipe" --show-recipe 2>&1); then
+    echo "$recipe: --show-recipe failed: $resolved"
+    fail=1
+    continue
+  fi
+  if grep -q '^base:' "$recipe" && grep -q '^base:' <<<"$resolved"; then
+    echo "$recipe: --show-recipe still shows its base: key"
+    fail=1
+  fi
+  init=$(sed -n 's/^  init_weights: *//p' <<<"$resolved")
+  if grep -q '^  name: imagefolder' <<<"$resolved"; then
     extra+=(--dataset synthetic --num-classes 0)
     init=missing
   fi

@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "profit/io/atomic_file.h"
+#include "profit/io/recipe.h"
 #include "profit/schedule/pipeline.h"
 
 namespace profit::cli {
@@ -20,7 +21,9 @@ Action add_quantize(CLI::App& app) {
   cmd->footer(
       "The student starts from --init (FP weights). A recipe holds the sections model, data,\n"
       "train, profit (compact schedule: a_bits, w_bits, w_profit, epochs per phase kind), policy\n"
-      "(method, bits overrides) and optionally an explicit phases: list. Outputs in --out:\n"
+      "(method, bits overrides) and optionally an explicit phases: list. A recipe that starts\n"
+      "with 'base: other.yaml' (next to it) holds only what differs from that one; maps merge\n"
+      "key by key, a value or list replaces the base's. Outputs in --out:\n"
       "config.json, policy.yaml, phases.json, metrics.jsonl, last.ckpt (--resume true),\n"
       "aiwq.json, phases_done.json, final.safetensors, final_ema.safetensors, summary.json.\n"
       "Example: profit quantize --recipe recipes/profit_mobilenet_v2_fmnist_w4a4.yaml");
@@ -35,7 +38,16 @@ Action add_quantize(CLI::App& app) {
   cmd->add_flag("--dry-run", *dry_run,
                 "check the recipe (config, phases, policy, init weights, teacher), print the "
                 "phase list and exit");
-  return [cfg, flags, dry_run] {
+  auto show_recipe = std::make_shared<bool>(false);
+  cmd->add_flag("--show-recipe", *show_recipe,
+                "print the recipe as read (a 'base:' recipe merged in; flags not applied) and "
+                "exit");
+  return [cfg, flags, dry_run, show_recipe] {
+    if (*show_recipe) {
+      TORCH_CHECK(!flags->config_path().empty(), "--show-recipe needs --recipe");
+      std::fputs(io::resolved_recipe_text(flags->config_path()).c_str(), stdout);
+      return 0;
+    }
     flags->finalize();
     auto job = schedule::make_job(*cfg, flags->config_path());
     if (*dry_run) {
