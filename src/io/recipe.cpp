@@ -11,8 +11,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The caller has checked that `path` exists (a base's message names the file that names it).
 YAML::Node parse_file(const std::string& path) {
-  TORCH_CHECK(fs::exists(path), path, ": file not found");
   try {
     return YAML::LoadFile(path);
   } catch (const YAML::Exception& e) {
@@ -60,8 +60,8 @@ YAML::Node merge_recipe(const YAML::Node& base, const YAML::Node& over) {
 }
 
 YAML::Node load_recipe(const std::string& path) {
-  std::vector<std::string> chain;
-  if (fs::exists(path)) chain.push_back(fs::canonical(path).string());
+  TORCH_CHECK(fs::exists(path), path, ": file not found");
+  std::vector<std::string> chain = {fs::canonical(path).string()};
   return load_chain(path, chain);
 }
 

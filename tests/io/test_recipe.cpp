@@ -2,7 +2,6 @@
 
 #include "helpers.h"
 #include "profit/io/recipe.h"
-#include "profit/schedule/phases.h"
 #include "profit/train/config.h"
 
 namespace profit::io {
@@ -53,7 +52,7 @@ TEST(Recipe, BaseIsFoundNextToTheRecipeAndChains) {
   EXPECT_EQ(c["train"]["seed"].as<int>(), 1);
   EXPECT_EQ(c["profit"]["ft_epochs"].as<int>(), 4);
   EXPECT_EQ(c["profit"]["bn_epochs"].as<int>(), 1);
-  // The readers see the merged recipe: the training config and the phase list.
+  // The training config reads the merged recipe.
   train::TrainConfig cfg;
   train::apply_yaml(cfg, (dir / "r" / "sub" / "c.yaml").string(), {"policy", "phases"});
   EXPECT_DOUBLE_EQ(cfg.lr, 0.2);

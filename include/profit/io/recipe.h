@@ -1,4 +1,4 @@
-// Recipe files (YAML) with one level of reuse: a recipe may name a base recipe it varies.
+// Recipe files (YAML) that vary another: a recipe may name the base recipe it changes.
 //
 //   base: profit_mobilenet_v2_fmnist_w4a4.yaml   # relative to this file's folder
 //   profit:
