@@ -12,6 +12,7 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build profit >/dev/null
 mkdir -p "$out"
 jsons=()
+# --keep-tail-relu6 true: the table was made with ReLU6 before pooling (the spec's tail: ReLU).
 # Each line: activation method, weight method, bits, extra flags. The first block is the table;
 # the second isolates, at W8A8, which half (activation or weight initialisation) of DuQ and DSQ
 # costs accuracy, and DSQ's per-channel option. A JSON that exists is reused (rm runs/ptq to redo).
@@ -20,7 +21,7 @@ while read -r act wgt bits extra; do
   [ -n "$act" ] || continue
   j=$out/${act}_${wgt}_w${bits}a${bits}${extra:+_pc}.json
   if [ ! -f "$j" ]; then
-    cmd="./build/profit ptq --run $run -w $weights --method $act --weight-method $wgt --w-bits $bits --a-bits $bits --calib-images 256 --seed 1 --progress false --json $j $fp_flag $extra"
+    cmd="./build/profit ptq --run $run -w $weights --method $act --weight-method $wgt --w-bits $bits --a-bits $bits --calib-images 256 --seed 1 --progress false --keep-tail-relu6 true --json $j $fp_flag $extra"
     echo "+ $cmd"
     $cmd
   fi

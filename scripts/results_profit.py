@@ -132,6 +132,8 @@ def schedule_label(policy, r):
     quantile = policy.get("act_init_quantile")  # absent: the spec's 0.95
     if quantile is not None:
         schedule += f", activation clips start at the {float(quantile):g} quantile"
+    if policy.get("keep_tail_relu6") == "true":
+        schedule += ", ReLU6 before pooling (the spec: ReLU)"
     if c["profit"].get("lr_update", "epoch") == "step":
         schedule += ", learning rate updated every step"
     quant_lr = c["profit"].get("quant_lr_scale", 0.01)

@@ -110,6 +110,8 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       p.per_channel = yaml_value<bool>(v, path, key);
     else if (key == "relu6_to_relu")
       p.relu6_to_relu = yaml_value<bool>(v, path, key);
+    else if (key == "keep_tail_relu6")
+      p.keep_tail_relu6 = yaml_value<bool>(v, path, key);
     else if (key == "quantize_gate")
       p.quantize_gate = yaml_value<bool>(v, path, key);
     else if (key == "act_init_quantile") {
@@ -162,6 +164,8 @@ std::string policy_to_yaml(const QuantPolicy& p) {
   out << YAML::Key << "weight_bits" << YAML::Value << p.weight_bits;
   out << YAML::Key << "per_channel" << YAML::Value << p.per_channel;
   out << YAML::Key << "relu6_to_relu" << YAML::Value << p.relu6_to_relu;
+  if (p.keep_tail_relu6)  // written only when set: policies saved before the key read the same
+    out << YAML::Key << "keep_tail_relu6" << YAML::Value << true;
   out << YAML::Key << "quantize_gate" << YAML::Value << p.quantize_gate;
   out << YAML::Key << "placement" << YAML::Value << p.placement;
   if (p.act_init_quantile != 0.95)  // written only when changed: default policies read as before
@@ -227,6 +231,13 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
   }
 
   if (fat) last_act.clear();  // FAT quantizes it like every other activation
+  // profit.md §6.2: ReLU6 becomes ReLU here too, so the pooled features are not capped at 6 before
+  // the pooled quantizer learns its clip (that quantizer keeps the ReLU6 cap on its initial clip).
+  if (!last_act.empty() && pooled_act == Act::kReLU6 && policy.relu6_to_relu &&
+      !policy.keep_tail_relu6) {
+    for (const auto& item : modules)
+      if (item.key() == last_act) item.value()->as<nn::ActSiteImpl>()->act = Act::kReLU;
+  }
   std::string first_conv;
   for (const auto& item : modules) {
     if (item.value()->as<nn::ConvImpl>()) {

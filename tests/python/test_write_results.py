@@ -42,6 +42,18 @@ class WriteResultsProfit(unittest.TestCase):
         self.assertEqual(w.run_name("docs/data/runs/noprofit_w3a3_s1/summary.json"),
                          "noprofit_w3a3")
 
+    def test_schedule_names_the_policy_departures(self):
+        _, r = run("profit_w4a4", 1, 94.0, 93.8)
+        r["config"]["profit"] = {"n_profit": 3, "freeze_order": "aiwq"}
+        for ph in r["phases"]:
+            ph["kind"] = "bn" if ph["weight_bits"] == 8 else "ft"
+        self.assertEqual(w.schedule_label({}, r), "no freezing; A 8→4, W 8→4")
+        label = w.schedule_label({"keep_tail_relu6": "true", "act_init_quantile": "0.999"}, r)
+        self.assertEqual(label, "no freezing, activation clips start at the 0.999 quantile, "
+                                "ReLU6 before pooling (the spec: ReLU); A 8→4, W 8→4")
+        self.assertEqual(w.schedule_label({"keep_tail_relu6": "false"}, r),
+                         "no freezing; A 8→4, W 8→4")
+
     def test_goal_verdict_uses_the_mean_drop_and_counts_seeds(self):
         runs = [run("profit_w4a4", 1, 94.0, 93.8), run("profit_w4a4", 2, 94.0, 93.6),
                 run("profit_w3a3", 1, 94.0, 93.0), run("profit_w3a3", 2, 94.0, 93.2),

@@ -51,6 +51,41 @@ TEST(Qat, MobileNetV2Layout) {
 }
 
 // profit.md §6.3: V3 stem h-swish FP, block-1 branch input H pure, SE gate FP, tail H sites.
+// profit.md §6.2: the FP activation before pooling is a plain ReLU (not capped at 6) under
+// relu6_to_relu; keep_tail_relu6 and relu6_to_relu = false keep the ReLU6. The pooled quantizer
+// keeps its ReLU6 cap on the initial clip either way.
+TEST(Qat, MobileNetV2TailReLU) {
+  auto tail_act = [](const QuantPolicy& p, bool* pool_cap) {
+    auto model = tiny("mobilenet_v2");
+    auto m = by_name(quantize(*model, p));
+    *pool_cap = m.at("pool_site").quantizer->spec().relu6_cap();
+    for (const auto& item : model->named_modules("", false))
+      if (item.key() == "features.18.2") {
+        auto* s = item.value()->as<nn::ActSiteImpl>();
+        EXPECT_FALSE(s->quant);
+        const auto x = torch::tensor({-1.0, 2.0, 7.5});
+        return s->forward(x);
+      }
+    ADD_FAILURE() << "no features.18.2";
+    return torch::Tensor();
+  };
+  bool cap = false;
+  EXPECT_TRUE(tail_act(QuantPolicy(), &cap).equal(torch::tensor({0.0, 2.0, 7.5})));
+  EXPECT_TRUE(cap);
+  QuantPolicy keep;
+  keep.keep_tail_relu6 = true;
+  EXPECT_TRUE(tail_act(keep, &cap).equal(torch::tensor({0.0, 2.0, 6.0})));
+  EXPECT_TRUE(cap);
+  QuantPolicy pure;
+  pure.relu6_to_relu = false;
+  EXPECT_TRUE(tail_act(pure, &cap).equal(torch::tensor({0.0, 2.0, 6.0})));
+  // The key round-trips through the saved policy and is absent when off (old files read the same).
+  EXPECT_EQ(policy_to_yaml(QuantPolicy()).find("keep_tail_relu6"), std::string::npos);
+  const std::string path = (profit::testing::temp_dir() / "tail_policy.yaml").string();
+  std::ofstream(path) << policy_to_yaml(keep);
+  EXPECT_TRUE(load_policy(path).keep_tail_relu6);
+}
+
 TEST(Qat, MobileNetV3Layout) {
   auto model = tiny("mobilenet_v3_large");
   auto m = by_name(quantize(*model, QuantPolicy()));

@@ -20,7 +20,7 @@ namespace {
 struct PolicyFlags {
   std::string file, method, weight_method;
   int act_bits = 0, weight_bits = 0;
-  std::string per_channel, relu6_to_relu;
+  std::string per_channel, relu6_to_relu, keep_tail_relu6;
 
   void add(CLI::App* cmd) {
     cmd->add_option("--policy", file, "quantization policy (YAML); flags below override it");
@@ -31,6 +31,8 @@ struct PolicyFlags {
     cmd->add_option("--per-channel", per_channel, "per-channel weights: true|false");
     cmd->add_option("--relu6-to-relu", relu6_to_relu,
                     "ReLU6 sites become fused ReLU with a learned clip (PROFIT): true|false");
+    cmd->add_option("--keep-tail-relu6", keep_tail_relu6,
+                    "keep ReLU6 before global pooling instead of the spec's ReLU: true|false");
   }
   static bool parse_bool(const std::string& flag, const std::string& v) {
     TORCH_CHECK(v == "true" || v == "false", flag, " must be true or false, got '", v, "'");
@@ -44,6 +46,8 @@ struct PolicyFlags {
     if (weight_bits) p.weight_bits = weight_bits;
     if (!per_channel.empty()) p.per_channel = parse_bool("--per-channel", per_channel);
     if (!relu6_to_relu.empty()) p.relu6_to_relu = parse_bool("--relu6-to-relu", relu6_to_relu);
+    if (!keep_tail_relu6.empty())
+      p.keep_tail_relu6 = parse_bool("--keep-tail-relu6", keep_tail_relu6);
     TORCH_CHECK(p.act_bits >= 2 && p.act_bits <= 8, "--a-bits must be in [2, 8], got ", p.act_bits);
     TORCH_CHECK(p.weight_bits >= 2 && p.weight_bits <= 8, "--w-bits must be in [2, 8], got ",
                 p.weight_bits);

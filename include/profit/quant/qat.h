@@ -8,7 +8,9 @@
 //     after h-swish: kind H, fused h-swish;
 //   - branch inputs after linear bottlenecks and SE inputs: kind S, pure;
 //   - the last activation before global pooling stays FP and the pooled value is quantized
-//     instead (pure, same kind), so the classifier input is on a grid;
+//     instead (pure, same kind), so the classifier input is on a grid; with relu6_to_relu a
+//     ReLU6 there becomes a plain ReLU (MobileNetV2's tail, profit.md §6.2) unless
+//     keep_tail_relu6;
 //   - MobileNetV2/V3: the input of the last 1x1 conv gets kind S ("<conv>.input");
 //     MobileNetV3: the stem's h-swish stays FP (it feeds the residual "precision highway" of
 //     block 1) and block 1's depthwise conv quantizes its own input with kind H, pure;
@@ -45,6 +47,10 @@ struct QuantPolicy {
   int weight_bits = 4;
   bool per_channel = false;  // weights: one parameter per output channel, where supported
   bool relu6_to_relu = true;
+  /// Keep ReLU6 (values capped at 6) on the FP activation before global pooling instead of the
+  /// spec's plain ReLU (§6.2). The Fashion-MNIST MobileNetV2 runs in docs/results.md were made
+  /// with it (before 2026-11-30 it was the only behaviour); their recipes set it.
+  bool keep_tail_relu6 = false;
   bool quantize_gate = false;
   /// Where quantizers go: "profit" (the layout above) or "fat" (fat.md §5: the FP model's
   /// activations are kept and every activation site is a pure quantizer, the network input gets
@@ -58,10 +64,10 @@ struct QuantPolicy {
 };
 
 /// Reads a YAML policy. Keys: method, weight_method, act_bits, weight_bits, per_channel,
-/// relu6_to_relu, quantize_gate, placement, act_init_quantile, overrides: [{pattern, method, bits,
-/// per_channel, skip}]. Unknown keys and bad values are errors naming the file and key. With
-/// `section`, the policy is that top-level section of the file (a recipe's `policy:`); absent ->
-/// defaults.
+/// relu6_to_relu, keep_tail_relu6, quantize_gate, placement, act_init_quantile, overrides:
+/// [{pattern, method, bits, per_channel, skip}]. Unknown keys and bad values are errors naming the
+/// file and key. With `section`, the policy is that top-level section of the file (a recipe's
+/// `policy:`); absent -> defaults.
 QuantPolicy load_policy(const std::string& path, const std::string& section = "");
 
 /// The policy as YAML that load_policy() reads back to an equal policy.
@@ -82,7 +88,8 @@ struct QuantSite {
 };
 
 /// Fills the quantizer slots of `model` (an FP model built by nn::create_model) following the
-/// policy, in module order. Quantizers start in state kOff. Returns the sites.
+/// policy, in module order. Quantizers start in state kOff. Returns the sites. Once per model:
+/// it may also turn the tail's ReLU6 into ReLU (keep_tail_relu6).
 std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& policy);
 
 /// The quantizers present in a model (after quantize()), in module order.
