@@ -7,7 +7,7 @@
 namespace profit::nn {
 namespace {
 
-const BNOptions kBN{1e-3, 0.01};  // torchvision V3: eps 0.001, momentum 0.01
+const BNOptions kArchBN{1e-3, 0.01};  // torchvision V3: eps 0.001, momentum 0.01
 
 constexpr double kHSwishLowestLevel = -0.375;  // -3/8: the h-swish grid's code 0 (profit.md §2)
 
@@ -40,12 +40,12 @@ struct BlockSpec {
 class V3BlockImpl : public torch::nn::Module {
  public:
   V3BlockImpl(const LayerFactory& f, const BlockSpec& b, bool input_is_hswish, bool pre_act_se,
-              bool negative_padding)
+              bool negative_padding, const BNOptions& bn_opts)
       : pre_act_se(pre_act_se) {
     const Act nl = b.hswish ? Act::kHSwish : Act::kReLU;
     if (b.expanded != b.in) {
       input_site = register_module("input_site", f.act(Act::kIdentity, SiteRole::kBranchInput));
-      expand = f.conv_bn_act(ConvOptions(b.in, b.expanded, 1), nl, kBN);
+      expand = f.conv_bn_act(ConvOptions(b.in, b.expanded, 1), nl, bn_opts);
       block->push_back(expand);
     }
     // The dw input is the expand activation, or the block input when there is no expansion.
@@ -55,13 +55,13 @@ class V3BlockImpl : public torch::nn::Module {
                            .stride(b.stride)
                            .groups(b.expanded)
                            .pad_value(pad),
-                       nl, kBN);
+                       nl, bn_opts);
     block->push_back(dw);
     if (b.se) {
       se = SqueezeExcitation(f, b.expanded, make_divisible(b.expanded / 4, 8));
       block->push_back(se);
     }
-    project = f.conv_bn_act(ConvOptions(b.expanded, b.out, 1), Act::kIdentity, kBN);
+    project = f.conv_bn_act(ConvOptions(b.expanded, b.out, 1), Act::kIdentity, bn_opts);
     block->push_back(project);
     register_module("block", block);
     if (b.stride == 1 && b.in == b.out) add = register_module("add", f.residual_add());
@@ -111,11 +111,13 @@ const std::vector<BlockSpec> kSmall = {
 class MobileNetV3Impl : public ClassifierImpl {
  public:
   MobileNetV3Impl(const ModelConfig& cfg, const LayerFactory& f) {
+    const BNOptions bn_opts = bn_options(cfg, kArchBN);
     const bool large = cfg.arch == "mobilenet_v3_large";
     auto ch = [&](int64_t c) { return make_divisible(c * cfg.width, 8); };
     const int64_t stem = ch(16);
-    features->push_back(f.conv_bn_act(
-        ConvOptions(cfg.in_channels, stem, 3).stride(cfg.small_input ? 1 : 2), Act::kHSwish, kBN));
+    features->push_back(
+        f.conv_bn_act(ConvOptions(cfg.in_channels, stem, 3).stride(cfg.small_input ? 1 : 2),
+                      Act::kHSwish, bn_opts));
     bool first_down = true, input_is_hswish = true;
     int64_t last_out = stem;
     for (BlockSpec b : large ? kLarge : kSmall) {
@@ -126,14 +128,14 @@ class MobileNetV3Impl : public ClassifierImpl {
         first_down = false;
         if (cfg.small_input) b.stride = 1;
       }
-      features->push_back(
-          V3Block(f, b, input_is_hswish, cfg.se_position == "pre_act", cfg.negative_padding));
+      features->push_back(V3Block(f, b, input_is_hswish, cfg.se_position == "pre_act",
+                                  cfg.negative_padding, bn_opts));
       input_is_hswish = false;  // block outputs are linear bottlenecks
       last_out = b.out;
     }
     const int64_t last_conv = 6 * last_out;
     const int64_t hidden = ch(large ? 1280 : 1024);
-    features->push_back(f.conv_bn_act(ConvOptions(last_out, last_conv, 1), Act::kHSwish, kBN));
+    features->push_back(f.conv_bn_act(ConvOptions(last_out, last_conv, 1), Act::kHSwish, bn_opts));
     classifier->push_back(f.linear(last_conv, hidden));
     classifier->push_back(f.act(Act::kHSwish));
     classifier->push_back(torch::nn::Dropout(cfg.dropout));

@@ -15,6 +15,10 @@ ModelPtr create_model(const ModelConfig& cfg, const LayerFactory& factory) {
               cfg.dropout);
   TORCH_CHECK(cfg.se_position == "pre_act" || cfg.se_position == "post_act",
               "model.se_position must be pre_act or post_act, got '", cfg.se_position, "'");
+  TORCH_CHECK(cfg.bn_momentum >= 0.0 && cfg.bn_momentum <= 1.0,
+              "model.bn_momentum must be in [0, 1] (0: the architecture's), got ", cfg.bn_momentum);
+  TORCH_CHECK(cfg.bn_eps >= 0.0 && cfg.bn_eps < 1.0,
+              "model.bn_eps must be in [0, 1) (0: the architecture's), got ", cfg.bn_eps);
   ModelPtr m;
   if (cfg.arch == "mobilenet_v1")
     m = make_mobilenet_v1(cfg, factory);
@@ -28,6 +32,12 @@ ModelPtr create_model(const ModelConfig& cfg, const LayerFactory& factory) {
   m->config = cfg;
   init_mobilenet_weights(*m);
   return m;
+}
+
+BNOptions bn_options(const ModelConfig& cfg, BNOptions arch_default) {
+  if (cfg.bn_momentum > 0.0) arch_default.momentum = cfg.bn_momentum;
+  if (cfg.bn_eps > 0.0) arch_default.eps = cfg.bn_eps;
+  return arch_default;
 }
 
 void ClassifierImpl::register_body(const LayerFactory& f) {

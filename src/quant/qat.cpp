@@ -61,6 +61,13 @@ void check_bits(int bits, const std::string& path, const std::string& key) {
   TORCH_CHECK(bits >= 2 && bits <= 8, path, ": key '", key, "' must be in [2, 8], got ", bits);
 }
 
+// MobileNetV3's SE activation sites: the SE module is the only child of a block's "block"
+// sequence with sites named input_site, relu and gate (D9).
+bool se_site(const std::string& site) {
+  return glob_match("*.block.*.input_site", site) || glob_match("*.block.*.relu", site) ||
+         glob_match("*.block.*.gate", site);
+}
+
 struct Resolved {
   std::string method;
   int bits;
@@ -82,6 +89,8 @@ Resolved resolve(const QuantPolicy& p, const std::string& site, SiteType type) {
     r.skip = rule.skip;
     break;
   }
+  if (!weight && !r.pinned_bits && p.se_act_bits && p.placement == "profit" && se_site(site))
+    r.bits = p.se_act_bits, r.pinned_bits = true;
   return r;
 }
 
@@ -118,6 +127,11 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       p.act_init_quantile = yaml_value<double>(v, path, key);
       TORCH_CHECK(p.act_init_quantile > 0.0 && p.act_init_quantile <= 1.0, path,
                   ": act_init_quantile must be in (0, 1], got ", p.act_init_quantile);
+    } else if (key == "se_act_bits") {
+      if (v.IsScalar() && v.Scalar() == "global")
+        p.se_act_bits = 0;
+      else
+        check_bits(p.se_act_bits = yaml_value<int>(v, path, key), path, key);
     } else if (key == "placement") {
       p.placement = yaml_value<std::string>(v, path, key);
       TORCH_CHECK(p.placement == "profit" || p.placement == "fat", path,
@@ -170,6 +184,13 @@ std::string policy_to_yaml(const QuantPolicy& p) {
   out << YAML::Key << "placement" << YAML::Value << p.placement;
   if (p.act_init_quantile != 0.95)  // written only when changed: default policies read as before
     out << YAML::Key << "act_init_quantile" << YAML::Value << p.act_init_quantile;
+  if (p.se_act_bits != 8) {  // written only when changed, like act_init_quantile
+    out << YAML::Key << "se_act_bits" << YAML::Value;
+    if (p.se_act_bits)
+      out << p.se_act_bits;
+    else
+      out << "global";
+  }
   if (!p.rules.empty()) {
     out << YAML::Key << "overrides" << YAML::Value << YAML::BeginSeq;
     for (const auto& r : p.rules) {

@@ -51,7 +51,8 @@ std::vector<Phase> expand_schedule(const train::ProfitSettings& s) {
     p.freeze_stage = stage;
     out.push_back(p);
   };
-  add("fp", PhaseKind::kFp, s.fp_epochs, s.warmup, 0, 0);
+  // §5.1.1: the FP phase distils from the teacher, so without one there is none.
+  add("fp", PhaseKind::kFp, s.teacher == "none" ? 0 : s.fp_epochs, s.warmup, 0, 0);
   const int64_t bn = s.stabilize ? s.bn_epochs : 0;
   int a_last = 0;
   for (auto a64 : a_bits) {

@@ -31,6 +31,11 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
   fn({"model", "negative_padding", "negative-padding",
       "MobileNetV3: pad h-swish-fed depthwise convs with -3/8"},
      &m.negative_padding);
+  fn({"model", "bn_momentum", "bn-momentum",
+      "BN running-stat momentum (0: the architecture's; PROFIT's V3: 0.0003)"},
+     &m.bn_momentum);
+  fn({"model", "bn_eps", "bn-eps", "BN epsilon (0: the architecture's; PROFIT's V3: 1e-5)"},
+     &m.bn_eps);
   fn({"data", "name", "dataset", "fashion_mnist | cifar10 | cifar100 | imagefolder | synthetic"},
      &d.name);
   fn({"data", "root", "data-root", "dataset folder (default: the dataset's standard location)"},

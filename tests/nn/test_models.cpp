@@ -1,3 +1,5 @@
+#include <set>
+
 #include "helpers.h"
 #include "profit/nn/models.h"
 
@@ -111,6 +113,39 @@ TEST(Models, BadConfigNamesTheField) {
   c.width = 1;
   c.se_position = "middle";
   EXPECT_ERROR_CONTAINS(create_model(c), "model.se_position");
+  c.se_position = "post_act";
+  c.bn_momentum = 1.5;
+  EXPECT_ERROR_CONTAINS(create_model(c), "model.bn_momentum must be in [0, 1]");
+  c.bn_momentum = 0.0;
+  c.bn_eps = -1e-5;
+  EXPECT_ERROR_CONTAINS(create_model(c), "model.bn_eps");
+}
+
+// Every BN layer takes the architecture's momentum and eps (torchvision's) unless the config
+// sets them (the PROFIT reference V3: 0.0003 and 1e-5, profit.md §5.6).
+TEST(Models, BatchNormSettingsFollowTheArchitectureOrTheConfig) {
+  auto bn_settings = [](const std::string& arch, double momentum, double eps) {
+    ModelConfig c;
+    c.arch = arch;
+    c.width = 0.25;
+    c.bn_momentum = momentum;
+    c.bn_eps = eps;
+    std::set<std::pair<double, double>> seen;
+    int count = 0;
+    for (const auto& m : create_model(c)->modules(false))
+      if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
+        seen.insert({bn->options.momentum().value(), bn->options.eps()});
+        ++count;
+      }
+    EXPECT_GT(count, 10) << arch;
+    return seen;
+  };
+  using S = std::set<std::pair<double, double>>;
+  EXPECT_EQ(bn_settings("mobilenet_v1", 0, 0), (S{{0.1, 1e-5}}));
+  EXPECT_EQ(bn_settings("mobilenet_v2", 0, 0), (S{{0.1, 1e-5}}));
+  EXPECT_EQ(bn_settings("mobilenet_v3_large", 0, 0), (S{{0.01, 1e-3}}));
+  EXPECT_EQ(bn_settings("mobilenet_v3_large", 0.0003, 1e-5), (S{{0.0003, 1e-5}}));
+  EXPECT_EQ(bn_settings("mobilenet_v2", 0.0003, 0), (S{{0.0003, 1e-5}}));
 }
 
 // Negative padding (profit.md §2): the HS-padded conv equals an explicit constant pad followed

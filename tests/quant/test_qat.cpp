@@ -86,6 +86,47 @@ TEST(Qat, MobileNetV2TailReLU) {
   EXPECT_TRUE(load_policy(path).keep_tail_relu6);
 }
 
+// profit.md D9: MobileNetV3's SE activation sites stay at 8 bits by default, through progressive
+// lowering; se_act_bits: global gives them the global width; an override's bits win.
+TEST(Qat, MobileNetV3SeActivationsAt8Bits) {
+  const std::vector<std::string> se = {"features.4.block.2.input_site", "features.4.block.2.relu"};
+  auto bits_of = [&](const QuantPolicy& p, int lowered) {
+    auto model = tiny("mobilenet_v3_large");
+    const auto sites = quantize(*model, p);
+    if (lowered) set_bits(sites, p, lowered, SiteType::kActivation);
+    auto m = by_name(sites);
+    std::vector<int> out;
+    for (const auto& n : se) out.push_back(m.at(n).quantizer->bits());
+    out.push_back(m.at("features.4.block.0.2").quantizer->bits());  // an ordinary site
+    out.push_back(m.at("features.4.block.2.fc1.weight").quantizer->bits());
+    return out;
+  };
+  QuantPolicy p;  // 4 bits
+  EXPECT_EQ(bits_of(p, 0), (std::vector<int>{8, 8, 4, 4}));
+  EXPECT_EQ(bits_of(p, 3), (std::vector<int>{8, 8, 3, 4}));
+  p.quantize_gate = true;
+  {
+    auto model = tiny("mobilenet_v3_large");
+    EXPECT_EQ(by_name(quantize(*model, p)).at("features.4.block.2.gate").quantizer->bits(), 8);
+  }
+  QuantPolicy global;
+  global.se_act_bits = 0;
+  EXPECT_EQ(bits_of(global, 3), (std::vector<int>{3, 3, 3, 4}));
+  QuantPolicy overridden;
+  overridden.rules.push_back({"*.block.*.relu", std::nullopt, 6, std::nullopt, false});
+  EXPECT_EQ(bits_of(overridden, 3), (std::vector<int>{8, 6, 3, 4}));
+  // The key reads and writes back ("global" or a width; absent when 8).
+  const auto dir = profit::testing::temp_dir();
+  const auto path = (dir / "se.yaml").string();
+  EXPECT_EQ(policy_to_yaml(QuantPolicy()).find("se_act_bits"), std::string::npos);
+  std::ofstream(path) << policy_to_yaml(global);
+  EXPECT_EQ(load_policy(path).se_act_bits, 0);
+  std::ofstream(path) << "se_act_bits: 6\n";
+  EXPECT_EQ(load_policy(path).se_act_bits, 6);
+  std::ofstream(path) << "se_act_bits: 9\n";
+  EXPECT_THROW(load_policy(path), c10::Error);
+}
+
 TEST(Qat, MobileNetV3Layout) {
   auto model = tiny("mobilenet_v3_large");
   auto m = by_name(quantize(*model, QuantPolicy()));

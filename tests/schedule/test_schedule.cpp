@@ -98,6 +98,13 @@ TEST(ScheduleExpand, ReferenceRecipeHas200EpochsInPaperOrder) {
   s.stabilize = false;
   s.fp_epochs = 0;
   EXPECT_EQ(expand_schedule(s).size(), 3u + 2u + 4u);  // a8 a5 a4 ft, w8 w5 ft, sample + 3
+  // §5.1.1: the FP distillation phase exists only with a teacher.
+  s.fp_epochs = 15;
+  EXPECT_EQ(expand_schedule(s).front().kind, PhaseKind::kFp);
+  s.teacher = "none";
+  const auto no_teacher = expand_schedule(s);
+  EXPECT_EQ(no_teacher.size(), 3u + 2u + 4u);
+  EXPECT_EQ(no_teacher.front().name, "a8.ft");
 }
 
 TEST(ScheduleExpand, InvalidListsAreRejectedNamingThePhase) {
@@ -462,6 +469,10 @@ TEST(ScheduleEndToEnd, V3LargeRunsEveryPhaseKindAndMeasures46Convs) {
   job.cfg.profit.n_profit = 2;
   job.cfg.profit.lr_update = "step";
   job.cfg.log_every = 1;
+  // The compact schedule drops its FP phase without a teacher; an explicit list may keep one.
+  auto with_teacher = job.cfg.profit;
+  with_teacher.teacher = "self";
+  job.phases = expand_schedule(with_teacher);
   const auto s = run_quantize(job);
   EXPECT_EQ(s.json["phases"].size(), 9u);
   EXPECT_FALSE(s.json.contains("final_ema"));

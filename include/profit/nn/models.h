@@ -28,7 +28,15 @@ struct ModelConfig {
   /// MobileNetV3 only: pad depthwise convs whose input is an h-swish output with -3/8
   /// (PROFIT negative padding, spec §2). Off for torchvision parity.
   bool negative_padding = false;
+  /// BatchNorm running-statistics momentum (PyTorch convention) and epsilon; 0 keeps the
+  /// architecture's own (torchvision's: V1/V2 0.1 and 1e-5, V3 0.01 and 1e-3). The PROFIT
+  /// reference MobileNetV3 uses 0.0003 and 1e-5 (profit.md §5.6, §6.3).
+  double bn_momentum = 0.0;
+  double bn_eps = 0.0;
 };
+
+/// The BN options of a model: the architecture's defaults with the config's non-zero overrides.
+BNOptions bn_options(const ModelConfig& cfg, BNOptions arch_default);
 
 /// Common base so that trainers and tools can hold any model. Every MobileNet ends the same
 /// way: features -> global average pool [N, C] -> pool_site (the pooled activation's quantizer

@@ -60,11 +60,17 @@ struct QuantPolicy {
   std::string placement = "profit";
   /// DuQ activation clips start at this quantile of the positive values (profit.md §1.6: 0.95).
   double act_init_quantile = 0.95;
+  /// Bits of the MobileNetV3 SE modules' activation sites (input, hidden ReLU, gate when
+  /// quantized; "<block>.block.<i>.{input_site,relu,gate}") under the profit placement, kept
+  /// through progressive lowering (profit.md D9: 8); 0 ("global" in YAML): the global width.
+  /// An override that sets bits for a site wins.
+  int se_act_bits = 8;
   std::vector<PolicyRule> rules;
 };
 
 /// Reads a YAML policy. Keys: method, weight_method, act_bits, weight_bits, per_channel,
-/// relu6_to_relu, keep_tail_relu6, quantize_gate, placement, act_init_quantile, overrides:
+/// relu6_to_relu, keep_tail_relu6, quantize_gate, placement, act_init_quantile, se_act_bits,
+/// overrides:
 /// [{pattern, method, bits, per_channel, skip}]. Unknown keys and bad values are errors naming the
 /// file and key. With `section`, the policy is that top-level section of the file (a recipe's
 /// `policy:`); absent -> defaults.

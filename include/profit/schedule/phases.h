@@ -6,7 +6,7 @@
 // keys name, kind, epochs, warmup, act_bits, weight_bits, freeze_stage, lr_scale) or lets
 // expand_schedule() build the paper's sequence from the `profit:` section:
 //
-//   [fp]  FP distillation, quantizers off                          (fp_epochs, warmup)
+//   [fp]  FP distillation, quantizers off              (fp_epochs, warmup; not with teacher none)
 //   for A in a_bits:  a<A>.bn  a<A>.ft  a<A>.bn2                    (weights FP)
 //   for W in w_bits:  w<W>.bn  { w<W>.sample w<W>.ft1..ftN  |  w<W>.ft }  w<W>.bn2
 //                     (activations at the last A; the sampled form when W is in w_profit)

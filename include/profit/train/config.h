@@ -46,7 +46,7 @@ struct ProfitSettings {
   std::string a_bits = "8,5,4";       // activation ladder (§5.1)
   std::string w_bits = "8,5,4";       // weight ladder
   std::string w_profit = "4";         // weight widths that get AIWQ sampling + progressive freezing
-  int64_t fp_epochs = 15;             // FP distillation phase (0: none)
+  int64_t fp_epochs = 15;             // FP distillation phase (0 or teacher none: no phase)
   int64_t ft_epochs = 15;             // each fine-tune phase
   int64_t bn_epochs = 5;              // each BN-stabilize phase
   int64_t sample_epochs = 5;          // AIWQ sampling
