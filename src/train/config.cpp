@@ -26,7 +26,7 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
      &m.small_input);
   fn({"model", "dropout", "dropout", "dropout before the classifier"}, &m.dropout);
   fn({"model", "se_position", "se-position",
-      "MobileNetV3 SE placement: post_act (torchvision) | pre_act (PROFIT)"},
+      "MobileNetV3 SE placement: pre_act (PROFIT) | post_act (torchvision)"},
      &m.se_position);
   fn({"model", "negative_padding", "negative-padding",
       "MobileNetV3: pad h-swish-fed depthwise convs with -3/8"},

@@ -15,6 +15,8 @@ TEST_P(TorchvisionParity, LogitsMatch) {
   const std::string dir = PROFIT_TV_DIR;
   nn::ModelConfig c;
   c.arch = arch;
+  c.se_position = "post_act";  // torchvision's V3 layout (ignored by V2)
+  c.negative_padding = false;
   auto model = nn::create_model(c);
   auto rep = load_state_dict(*model, load_weights_file(dir + "/" + arch + ext), true, arch + ext);
   EXPECT_EQ(rep.loaded.size(), state_dict(*model).size());

@@ -196,6 +196,8 @@ TEST(Models, V3NegativePaddingAndSePositionChangeTheFunction) {
   ModelConfig c;
   c.arch = "mobilenet_v3_small";
   c.width = 0.5;
+  c.se_position = "post_act";  // torchvision's layout as the base
+  c.negative_padding = false;
   torch::manual_seed(0);
   auto base = create_model(c);
   auto variant = [&](bool neg, const char* se) {

@@ -22,12 +22,13 @@ struct ModelConfig {
   /// (total stride 8 instead of 32).
   bool small_input = false;
   double dropout = 0.2;
-  /// MobileNetV3 only: SE before the block activation ("pre_act", PROFIT reference layout) or
-  /// after it ("post_act", torchvision layout). Spec profit.md D7.
-  std::string se_position = "post_act";
+  /// MobileNetV3 only: SE before the block activation ("pre_act", PROFIT reference layout, the
+  /// default: profit.md D7) or after it ("post_act", torchvision layout: set it, with
+  /// negative_padding = false, to load torchvision's V3 weights).
+  std::string se_position = "pre_act";
   /// MobileNetV3 only: pad depthwise convs whose input is an h-swish output with -3/8
   /// (PROFIT negative padding, spec §2). Off for torchvision parity.
-  bool negative_padding = false;
+  bool negative_padding = true;
   /// BatchNorm running-statistics momentum (PyTorch convention) and epsilon; 0 keeps the
   /// architecture's own (torchvision's: V1/V2 0.1 and 1e-5, V3 0.01 and 1e-3). The PROFIT
   /// reference MobileNetV3 uses 0.0003 and 1e-5 (profit.md §5.6, §6.3).

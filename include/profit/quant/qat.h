@@ -70,10 +70,9 @@ struct QuantPolicy {
 
 /// Reads a YAML policy. Keys: method, weight_method, act_bits, weight_bits, per_channel,
 /// relu6_to_relu, keep_tail_relu6, quantize_gate, placement, act_init_quantile, se_act_bits,
-/// overrides:
-/// [{pattern, method, bits, per_channel, skip}]. Unknown keys and bad values are errors naming the
-/// file and key. With `section`, the policy is that top-level section of the file (a recipe's
-/// `policy:`); absent -> defaults.
+/// overrides: [{pattern, method, bits, per_channel, skip}]. Unknown keys and bad values are
+/// errors naming the file and key. With `section`, the policy is that top-level section of the
+/// file (a recipe's `policy:`); absent -> defaults.
 QuantPolicy load_policy(const std::string& path, const std::string& section = "");
 
 /// The policy as YAML that load_policy() reads back to an equal policy.
