@@ -90,8 +90,19 @@ KlSample gaussian_kl(const torch::Tensor& y_new, const torch::Tensor& y_old) {
   return gaussian_kl(channel_moments(y_new), channel_moments(y_old));
 }
 
-AiwqMeter::AiwqMeter(torch::nn::Module& model, double decay, double outlier, int every)
-    : decay_(decay), outlier_(outlier), every_(every), sample_decay_(std::pow(decay, every)) {
+AiwqReduce parse_aiwq_reduce(const std::string& name) {
+  if (name == "ema") return AiwqReduce::kEma;
+  if (name == "mean") return AiwqReduce::kMean;
+  TORCH_CHECK(false, "profit.aiwq_reduce must be ema or mean, got '", name, "'");
+}
+
+AiwqMeter::AiwqMeter(torch::nn::Module& model, double decay, double outlier, int every,
+                     AiwqReduce reduce)
+    : decay_(decay),
+      outlier_(outlier),
+      every_(every),
+      sample_decay_(std::pow(decay, every)),
+      reduce_(reduce) {
   TORCH_CHECK(decay > 0.0 && decay < 1.0, "AIWQ: decay must be in (0, 1), got ", decay);
   TORCH_CHECK(every >= 1, "AIWQ: sampling interval (aiwq_every) must be >= 1, got ", every);
   for (const auto& item : model.named_modules("", false)) {
@@ -198,8 +209,11 @@ void AiwqMeter::add(size_t index, const KlSample& sample) {
   } else if (sample.value > outlier_) {
     ++l.discarded;
   } else {
-    l.score = sample_decay_ * l.score + (1.0 - sample_decay_) * sample.value;
     ++l.accepted;
+    if (reduce_ == AiwqReduce::kMean)  // incremental mean: exact for resume from (score, count)
+      l.score += (sample.value - l.score) / static_cast<double>(l.accepted);
+    else
+      l.score = sample_decay_ * l.score + (1.0 - sample_decay_) * sample.value;
   }
 }
 
@@ -229,11 +243,9 @@ nlohmann::json AiwqMeter::to_json() const {
                       {"compared", l.compared},
                       {"changed_sum", l.changed_sum}});
   }
-  return {{"decay", decay_},
-          {"outlier", outlier_},
-          {"every", every_},
-          {"layers", layers},
-          {"ranking", ranking()}};
+  return {{"decay", decay_},  {"outlier", outlier_},
+          {"every", every_},  {"reduce", reduce_ == AiwqReduce::kMean ? "mean" : "ema"},
+          {"layers", layers}, {"ranking", ranking()}};
 }
 
 void AiwqMeter::load_json(const nlohmann::json& j) {

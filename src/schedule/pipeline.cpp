@@ -182,7 +182,8 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     if (ph.kind == PhaseKind::kSample ||
         (settings.aiwq_resample && ph.kind == PhaseKind::kFinetune && ph.weight_bits > 0)) {
       meter = std::make_unique<freeze::AiwqMeter>(*model, 0.999, 1.0,
-                                                  static_cast<int>(settings.aiwq_every));
+                                                  static_cast<int>(settings.aiwq_every),
+                                                  freeze::parse_aiwq_reduce(settings.aiwq_reduce));
       if (aiwq.value("phase", "") == ph.name && aiwq.contains("layers")) meter->load_json(aiwq);
     }
     auto save_aiwq = [&](bool complete) {

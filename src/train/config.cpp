@@ -138,6 +138,9 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
      &r.w_refit);
   fn({"profit", "aiwq_resample", "aiwq-resample", "re-measure AIWQ during fine-tune phases"},
      &r.aiwq_resample);
+  fn({"profit", "aiwq_reduce", "aiwq-reduce",
+      "AIWQ score: ema (the paper, decay 0.999) | mean of the accepted samples"},
+     &r.aiwq_reduce);
   fn({"profit", "aiwq_every", "aiwq-every",
       "measure AIWQ on every k-th iteration (EMA decay^k; 1 = every iteration, the paper)"},
      &r.aiwq_every);
@@ -295,6 +298,8 @@ void validate(const TrainConfig& c) {
               "profit epochs: fp/bn >= 0, ft/sample >= 1, 0 <= warmup < ft_epochs");
   TORCH_CHECK(r.n_profit >= 1, "profit.n_profit must be >= 1, got ", r.n_profit);
   TORCH_CHECK(r.aiwq_every >= 1, "profit.aiwq_every must be >= 1, got ", r.aiwq_every);
+  TORCH_CHECK(r.aiwq_reduce == "ema" || r.aiwq_reduce == "mean",
+              "profit.aiwq_reduce must be ema or mean, got '", r.aiwq_reduce, "'");
   TORCH_CHECK(r.freeze_order == "aiwq" || r.freeze_order == "reverse" || r.freeze_order == "random",
               "profit.freeze_order must be aiwq, reverse or random, got '", r.freeze_order, "'");
   TORCH_CHECK(r.w_refit == "keep" || r.w_refit == "mse",

@@ -61,6 +61,22 @@ TEST(Aiwq, ConstantChannelIsDroppedAndOutlierDiscarded) {
   EXPECT_EQ(l.accepted, 2);
   EXPECT_EQ(l.discarded, 1);
   EXPECT_EQ(l.skipped, 2);
+
+  // aiwq_reduce = mean (D10): the plain mean of the accepted samples, under the same filters,
+  // and a meter restored from its JSON continues the same mean.
+  AiwqMeter mean(*seq, 0.999, 1.0, 1, AiwqReduce::kMean);
+  mean.add(0, {0.5, 3});
+  mean.add(0, {0.2, 3});
+  mean.add(0, {1.5, 3});
+  mean.add(0, {std::nan(""), 3});
+  EXPECT_NEAR(mean.layers()[0].score, 0.35, 1e-15);
+  EXPECT_EQ(mean.to_json()["reduce"], "mean");
+  AiwqMeter resumed(*seq, 0.999, 1.0, 1, AiwqReduce::kMean);
+  resumed.load_json(mean.to_json());
+  resumed.add(0, {0.8, 3});
+  EXPECT_NEAR(resumed.layers()[0].score, 0.5, 1e-15);
+  EXPECT_EQ(parse_aiwq_reduce("ema"), AiwqReduce::kEma);
+  EXPECT_THROW(parse_aiwq_reduce("median"), c10::Error);
 }
 
 // With -3/8 padding and unchanged weights the project's AIWQ is exactly 0; the reference's

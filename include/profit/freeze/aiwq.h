@@ -8,7 +8,8 @@
 //   channels with sigma_new = 0 or sigma_old = 0 are dropped;
 //   KL_k = ln(sigma_old / sigma_new) + (sigma_new^2 + (mu_new - mu_old)^2) / (2 sigma_old^2) - 1/2
 //   v_t  = mean_k KL_k;  v_t > 1 is discarded (outlier), a sample with no kept channel or a
-//          non-finite v_t is skipped;  otherwise  AIWQ <- 0.999 AIWQ + 0.001 v_t.
+//          non-finite v_t is skipped;  otherwise  AIWQ <- 0.999 AIWQ + 0.001 v_t (from 0;
+//          AiwqReduce::kMean, beyond the paper: the plain mean of the accepted v_t, D10).
 // W_q^(t-1) is the quantized weight the layer used in its forward at t - 1 (so it reflects
 // quantizer-parameter changes too); the first iteration of each epoch has no snapshot and is
 // skipped. Y_old uses exactly the forward's padding (negative padding included, §3.4).
@@ -66,6 +67,14 @@ struct AiwqLayer {
   int64_t compared = 0;
 };
 
+/// How a layer's accepted samples make its score: kEma (§3.3: AIWQ <- d AIWQ + (1 - d) v_t,
+/// starting at 0, so a layer with fewer accepted samples scores lower) or kMean (the plain
+/// mean of the accepted samples; the research option aiwq_reduce = mean of D10).
+enum class AiwqReduce { kEma, kMean };
+
+/// "ema" | "mean"; anything else throws naming the value.
+AiwqReduce parse_aiwq_reduce(const std::string& name);
+
 class AiwqMeter {
  public:
   /// Registers every Conv of `model` (named by module path, in module order) except the SE
@@ -75,7 +84,7 @@ class AiwqMeter {
   /// and applies the EMA with decay^k, so that the score averages over the same number of
   /// iterations; k = 1 is the spec's every-iteration measurement.
   explicit AiwqMeter(torch::nn::Module& model, double decay = 0.999, double outlier = 1.0,
-                     int every = 1);
+                     int every = 1, AiwqReduce reduce = AiwqReduce::kEma);
   ~AiwqMeter();
   AiwqMeter(const AiwqMeter&) = delete;
   AiwqMeter& operator=(const AiwqMeter&) = delete;
@@ -91,7 +100,7 @@ class AiwqMeter {
   /// whole convolution is recomputed (the spec's literal procedure; same scores up to rounding).
   void set_changed_channels_only(bool on) { changed_only_ = on; }
 
-  /// Applies one sample to layer `index` (outlier filter and EMA).
+  /// Applies one sample to layer `index` (outlier filter, then the EMA or the running mean).
   void add(size_t index, const KlSample& sample);
 
   const std::vector<AiwqLayer>& layers() const { return layers_; }
@@ -108,7 +117,8 @@ class AiwqMeter {
 
   double decay_, outlier_;
   int every_;
-  double sample_decay_;            // decay^every
+  double sample_decay_;  // decay^every
+  AiwqReduce reduce_;
   std::vector<int64_t> forwards_;  // training forwards per layer since new_epoch()
   std::vector<AiwqLayer> layers_;
   std::unordered_map<const nn::ConvImpl*, size_t> index_;

@@ -57,6 +57,7 @@ struct ProfitSettings {
   int64_t n_profit = 3;               // PROFIT freezing phases (§3.5)
   std::string freeze_order = "aiwq";  // aiwq | reverse | random (ablations)
   bool aiwq_resample = false;         // re-measure AIWQ during fine-tune phases (D10)
+  std::string aiwq_reduce = "ema";    // ema (§3.3) | mean of the accepted samples (D10)
   /// Weight clips at a change of weight width: keep (the spec §1.6: learned clips kept) | mse
   /// (beyond the paper: refit to the MSE-optimal clip of the new grid, quant::mse_weight_clip).
   std::string w_refit = "keep";
