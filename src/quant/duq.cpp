@@ -100,8 +100,11 @@ void DuqImpl::init_from(const torch::Tensor& h) {
   // found by selection (kthvalue, 1-based) on h's own device instead of a full sort on the host
   // (large inputs on a GPU took minutes).
   torch::Tensor stat = h.detach().flatten().to(torch::kFloat64);
-  if (spec_.kind() == SiteKind::kS) stat = stat.abs();
-  if (spec_.kind() == SiteKind::kH) stat = stat + 0.375;
+  // D2 parity: the reference's type check never matched, so neither shift applied.
+  if (!spec_.act_init_reference()) {
+    if (spec_.kind() == SiteKind::kS) stat = stat.abs();
+    if (spec_.kind() == SiteKind::kH) stat = stat + 0.375;
+  }
   auto pos = stat.masked_select(stat > 0);
   double v = 1e-3;
   if (pos.numel() > 0) {

@@ -127,6 +127,10 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       p.act_init_quantile = yaml_value<double>(v, path, key);
       TORCH_CHECK(p.act_init_quantile > 0.0 && p.act_init_quantile <= 1.0, path,
                   ": act_init_quantile must be in (0, 1], got ", p.act_init_quantile);
+    } else if (key == "act_init") {
+      p.act_init = yaml_value<std::string>(v, path, key);
+      TORCH_CHECK(p.act_init == "intended" || p.act_init == "reference", path,
+                  ": act_init must be intended or reference, got '", p.act_init, "'");
     } else if (key == "se_act_bits") {
       if (v.IsScalar() && v.Scalar() == "global")
         p.se_act_bits = 0;
@@ -184,6 +188,7 @@ std::string policy_to_yaml(const QuantPolicy& p) {
   out << YAML::Key << "placement" << YAML::Value << p.placement;
   if (p.act_init_quantile != 0.95)  // written only when changed: default policies read as before
     out << YAML::Key << "act_init_quantile" << YAML::Value << p.act_init_quantile;
+  if (p.act_init != "intended") out << YAML::Key << "act_init" << YAML::Value << p.act_init;
   if (p.se_act_bits != 8) {  // written only when changed, like act_init_quantile
     out << YAML::Key << "se_act_bits" << YAML::Value;
     if (p.se_act_bits)
@@ -276,7 +281,8 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
     auto spec = QuantSpec(r.method, r.bits, kind)
                     .fused(fused)
                     .relu6_cap(relu6)
-                    .act_init_quantile(policy.act_init_quantile);
+                    .act_init_quantile(policy.act_init_quantile)
+                    .act_init_reference(policy.act_init == "reference");
     if (r.per_channel) spec.per_channel(true).channels(channels);
     auto q = make_quantizer(spec, site);
     sites.push_back({site, type, q});

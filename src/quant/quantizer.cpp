@@ -110,7 +110,7 @@ torch::Tensor QuantizerImpl::forward(const torch::Tensor& x) {
     case QuantState::kObserving: {
       auto h = apply_fused(x);
       torch::NoGradGuard no_grad;
-      observe(h.detach());
+      observe(observes_raw_input() ? x.detach() : h.detach());
       sync_initialized_flag();
       return h;
     }

@@ -217,6 +217,40 @@ TEST(Duq, ActivationInitUsesP95OfTheKindStatistic) {
   EXPECT_NEAR(q1.a().item<double>(), 100.0, 1e-3);
 }
 
+// profit.md D2, parity option act_init: reference: the positive values of the raw input, with
+// neither |.| (S) nor +3/8 (H), and a fused site observes its pre-activation input.
+TEST(Duq, ReferenceActivationInitUsesTheRawInput) {
+  auto v = torch::arange(1, 101, torch::kFloat32);  // 1..100
+  const auto both = torch::cat({-v * 2, v});        // negatives larger in magnitude
+  DuqImpl s(QuantSpec("duq", 4, SiteKind::kS).act_init_reference(true));
+  s.init_from(both);  // positives only: index 95 -> 96 (intended |h|: index 190 of 200 -> 182)
+  EXPECT_NEAR(s.a().item<double>(), 96.0, 1e-3);
+  DuqImpl s_intended(QuantSpec("duq", 4, SiteKind::kS));
+  s_intended.init_from(both);
+  EXPECT_NEAR(s_intended.a().item<double>(), 182.0, 1e-3);
+  DuqImpl h(QuantSpec("duq", 4, SiteKind::kH).act_init_reference(true));
+  h.init_from(v);  // no +3/8
+  EXPECT_NEAR(h.a().item<double>(), 96.0, 1e-3);
+  // A fused h-swish site observes x itself, not hswish(x): on [-3, 3] hswish(x) < x for x > 0,
+  // so the two statistics differ.
+  auto x = torch::linspace(-3.0, 3.0, 601, torch::kFloat32);
+  auto ref = std::make_shared<DuqImpl>(
+      QuantSpec("duq", 4, SiteKind::kH).fused(FusedAct::kHSwish).act_init_reference(true));
+  ref->set_state(QuantState::kObserving);
+  ref->forward(x);
+  auto pos = std::get<0>(x.to(torch::kFloat64).masked_select(x > 0).sort());
+  EXPECT_NEAR(ref->a().item<double>(),
+              pos[static_cast<int64_t>(std::floor(0.95 * pos.numel()))].item<double>(), 1e-6);
+  auto intended =
+      std::make_shared<DuqImpl>(QuantSpec("duq", 4, SiteKind::kH).fused(FusedAct::kHSwish));
+  intended->set_state(QuantState::kObserving);
+  intended->forward(x);
+  auto hs = (x * torch::clamp(x + 3, 0, 6) / 6).to(torch::kFloat64) + 0.375;
+  auto hpos = std::get<0>(hs.masked_select(hs > 0).sort());
+  EXPECT_NEAR(intended->a().item<double>(),
+              hpos[static_cast<int64_t>(std::floor(0.95 * hpos.numel()))].item<double>(), 1e-6);
+}
+
 TEST(Quantizer, StatesAndRegistry) {
   register_builtin_quantizers();
   auto q = make_quantizer(QuantSpec("duq", 4, SiteKind::kU).fused(FusedAct::kReLU), "layer.x");

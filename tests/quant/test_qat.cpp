@@ -127,6 +127,22 @@ TEST(Qat, MobileNetV3SeActivationsAt8Bits) {
   EXPECT_THROW(load_policy(path), c10::Error);
 }
 
+// profit.md D2: policy act_init: reference reaches every quantizer's spec and round-trips.
+TEST(Qat, ActInitReferenceReachesTheQuantizers) {
+  QuantPolicy p;
+  p.act_init = "reference";
+  auto model = tiny("mobilenet_v2");
+  for (const auto& s : quantize(*model, p))
+    EXPECT_TRUE(s.quantizer->spec().act_init_reference()) << s.name;
+  auto plain = tiny("mobilenet_v2");
+  for (const auto& s : quantize(*plain, QuantPolicy()))
+    EXPECT_FALSE(s.quantizer->spec().act_init_reference()) << s.name;
+  const auto path = (profit::testing::temp_dir() / "act_init.yaml").string();
+  EXPECT_EQ(policy_to_yaml(QuantPolicy()).find("act_init:"), std::string::npos);
+  std::ofstream(path) << policy_to_yaml(p);
+  EXPECT_EQ(load_policy(path).act_init, "reference");
+}
+
 TEST(Qat, MobileNetV3Layout) {
   auto model = tiny("mobilenet_v3_large");
   auto m = by_name(quantize(*model, QuantPolicy()));

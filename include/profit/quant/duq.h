@@ -13,7 +13,8 @@
 // Parameters: "theta_a", "theta_c", shape [1] (or [C,1,...] with per_channel, beyond the paper).
 // Initialisation (§1.6): weights a = c = 0.9*max|W|; activations a = c = P95 of the positive
 // values of the statistic (h for U, |h| for S, h + 3/8 for H), 1e-3 if none, capped at 6 for
-// ReLU6 sites.
+// ReLU6 sites. With spec act_init_reference (D2, parity): the positive values of the raw input
+// (pre-activation on fused sites), no |.| or +3/8, as the reference code does.
 #pragma once
 
 #include "profit/quant/quantizer.h"
@@ -40,6 +41,7 @@ class DuqImpl : public QuantizerImpl {
  public:
   explicit DuqImpl(const QuantSpec& spec);
   void init_from(const torch::Tensor& h) override;
+  bool observes_raw_input() const override { return spec_.act_init_reference(); }
   torch::Tensor step_size() const override;
   torch::Tensor a() const { return torch::softplus(theta_a); }
   torch::Tensor c() const { return torch::softplus(theta_c); }

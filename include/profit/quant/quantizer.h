@@ -60,6 +60,10 @@ struct QuantSpec {
   /// Activation sites of DuQ: the initial clip is this quantile of the positive values
   /// (profit.md §1.6: 0.95, i.e. 5 % of them saturate at first); in (0, 1].
   TORCH_ARG(double, act_init_quantile) = 0.95;
+  /// Activation sites of DuQ, parity with the reference code (profit.md D2, policy act_init:
+  /// reference): the clip starts from the positive values of the quantizer's raw input (the
+  /// pre-activation on fused sites), without the |x| of S sites or the +3/8 of H sites.
+  TORCH_ARG(bool, act_init_reference) = false;
 };
 
 /// Base class of all quantizers.
@@ -112,6 +116,9 @@ class QuantizerImpl : public torch::nn::Module {
   /// Whether the method's fused kernel applies this site's fused activation itself: a ReLU on
   /// unsigned sites (DuQ, LSQ, PACT), an h-swish on H sites (DuQ).
   virtual bool absorbs_activation() const { return false; }
+  /// True when observing passes the site's raw input (before its fused activation) to observe()
+  /// instead of the activation's output (DuQ with act_init_reference).
+  virtual bool observes_raw_input() const { return false; }
   /// True when quantize() receives the raw input of a fused-activation site and must apply the
   /// activation itself: the method absorbs it and the fused kernels are on (fused.h).
   bool activation_in_quantize() const;
