@@ -87,6 +87,14 @@ void LsqImpl::init_from(const torch::Tensor& v) {
   initialized_ = true;
 }
 
+bool LsqImpl::carry_range(int old_bits) {
+  if (!initialized() || old_bits == bits()) return false;
+  const double ratio = lsq_bounds(spec_.kind(), old_bits).qp / lsq_bounds(spec_.kind(), bits()).qp;
+  torch::NoGradGuard no_grad;
+  scale.mul_(ratio);
+  return true;
+}
+
 torch::Tensor LsqImpl::quantize(const torch::Tensor& v) {
   auto s = scale.clamp_min(kMinScale);
   const auto bounds = lsq_bounds(spec_.kind(), spec_.bits());

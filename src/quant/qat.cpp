@@ -389,6 +389,18 @@ void set_bits(const std::vector<QuantSite>& sites, const QuantPolicy& policy, in
   }
 }
 
+int carry_ranges(const std::vector<QuantSite>& sites, const QuantPolicy& policy, int old_bits,
+                 SiteType type) {
+  int n = 0;
+  for (const auto& s : sites) {
+    const bool match =
+        s.type == type || (type == SiteType::kActivation && s.type == SiteType::kInput);
+    if (match && !resolve(policy, s.name, s.type).pinned_bits && s.quantizer->carry_range(old_bits))
+      ++n;
+  }
+  return n;
+}
+
 int refit_weight_clips(torch::nn::Module& model, const std::vector<QuantSite>& sites,
                        const QuantPolicy& policy) {
   const auto params = model.named_parameters(true);

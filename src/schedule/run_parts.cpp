@@ -101,6 +101,26 @@ int refit_at_weight_width_change(nn::ClassifierImpl& model,
   return n;
 }
 
+int carry_ranges_at_width_change(const std::vector<quant::QuantSite>& sites,
+                                 const std::vector<quant::QuantSite>& ema_sites,
+                                 const quant::QuantPolicy& policy, const std::vector<Phase>& phases,
+                                 size_t index) {
+  int n = 0;
+  for (const auto type : {SiteType::kActivation, SiteType::kWeight}) {
+    auto width = [&](const Phase& p) {
+      return type == SiteType::kActivation ? p.act_bits : p.weight_bits;
+    };
+    const int bits = width(phases.at(index));
+    int before = 0;
+    for (size_t i = 0; i < index; ++i)
+      if (width(phases[i]) > 0) before = width(phases[i]);
+    if (bits == 0 || before == 0 || bits == before) continue;
+    n += quant::carry_ranges(sites, policy, before, type);
+    quant::carry_ranges(ema_sites, policy, before, type);
+  }
+  return n;
+}
+
 std::vector<std::string> phase_frozen_layers(const Phase& phase, nlohmann::json& aiwq,
                                              const fs::path& aiwq_path,
                                              const train::ProfitSettings& settings, uint64_t seed,

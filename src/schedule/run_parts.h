@@ -27,6 +27,15 @@ void write_json(const std::filesystem::path& p, const nlohmann::json& j);
 void set_phase_roles(const std::vector<quant::QuantSite>& sites, const quant::QuantPolicy& policy,
                      const Phase& phase);
 
+/// When phases[index] quantizes a role (activations, weights) at another width than the last
+/// earlier phase that did, keeps the clip range of its quantizers on the model and the EMA
+/// (quant::carry_ranges: LSQ's step; a no-op for clip-parametrised methods). Called only when
+/// the phase is entered from its start, like the refit below. Returns how many changed.
+int carry_ranges_at_width_change(const std::vector<quant::QuantSite>& sites,
+                                 const std::vector<quant::QuantSite>& ema_sites,
+                                 const quant::QuantPolicy& policy, const std::vector<Phase>& phases,
+                                 size_t index);
+
 /// profit.w_refit: mse (beyond the paper). When phases[index] quantizes weights at another width
 /// than the last earlier phase that did, refits every unpinned weight clip to its latent weight
 /// (quant::refit_weight_clips) and copies the quantizer parameters into the EMA model. Called

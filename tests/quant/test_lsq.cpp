@@ -1,7 +1,9 @@
 #include <cmath>
 
 #include "helpers.h"
+#include "profit/quant/duq.h"
 #include "profit/quant/lsq.h"
+#include "profit/quant/qat.h"
 
 namespace profit::quant {
 namespace {
@@ -12,8 +14,8 @@ TEST(Lsq, WorkedValues) {
     double v, y, dv, ds;
   };
   const double g = 0.25;  // an arbitrary gradient scale, applied to ds only
-  for (const Case& c : {Case{0.234, 0.2, 1.0, -0.34}, Case{0.9, 0.7, 0.0, 7.0},
-                        Case{-1.0, -0.8, 0.0, -8.0}}) {
+  for (const Case& c :
+       {Case{0.234, 0.2, 1.0, -0.34}, Case{0.9, 0.7, 0.0, 7.0}, Case{-1.0, -0.8, 0.0, -8.0}}) {
     auto v = torch::tensor({c.v}, torch::kFloat64).requires_grad_();
     auto s = torch::tensor({0.1}, torch::kFloat64).requires_grad_();
     auto y = lsq_quantize(v, s, lsq_bounds(SiteKind::kW, 4), g);
@@ -80,6 +82,41 @@ TEST(Lsq, ScaleStaysPositive) {
   EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
   y.sum().backward();
   EXPECT_EQ(q.scale.grad().item<float>(), 0.0f);  // no gradient below the 1e-8 floor
+}
+
+// carry_range: an initialised LSQ keeps its clip Q_P * s across a width change; an uninitialised
+// one and a clip-parametrised method (DuQ) do nothing; carry_ranges skips pinned sites.
+TEST(Lsq, CarryRangeKeepsTheClip) {
+  LsqImpl u(QuantSpec("lsq", 8, SiteKind::kU));
+  u.set_bits(4);
+  EXPECT_FALSE(u.carry_range(8));  // not initialised yet
+  u.init_from(torch::full({16}, 3.0));
+  const double s4 = u.scale.item<double>();
+  u.set_bits(2);
+  EXPECT_TRUE(u.carry_range(4));
+  EXPECT_NEAR(u.scale.item<double>(), s4 * 15.0 / 3.0, 1e-6 * s4);  // float32 scale
+  EXPECT_FALSE(u.carry_range(2));                                   // same width
+  LsqImpl w(QuantSpec("lsq", 8, SiteKind::kW).per_channel(true).channels(2));
+  w.init_from(torch::tensor({{1.0, -1.0}, {0.5, 0.5}}));
+  const auto s8 = w.scale.clone();
+  w.set_bits(3);
+  EXPECT_TRUE(w.carry_range(8));
+  EXPECT_TRUE(torch::allclose(w.scale, s8 * (127.0 / 3.0)));
+  DuqImpl d(QuantSpec("duq", 8, SiteKind::kU));
+  d.init_from(torch::full({4}, 2.0));
+  d.set_bits(4);
+  EXPECT_FALSE(d.carry_range(8));
+  QuantPolicy pinned;
+  pinned.method = "lsq";
+  pinned.rules.push_back({"a", std::nullopt, 8, std::nullopt, false});
+  auto qa = std::make_shared<LsqImpl>(QuantSpec("lsq", 4, SiteKind::kU));
+  auto qb = std::make_shared<LsqImpl>(QuantSpec("lsq", 4, SiteKind::kU));
+  qa->init_from(torch::ones({4}));
+  qb->init_from(torch::ones({4}));
+  const std::vector<QuantSite> sites = {{"a", SiteType::kActivation, qa},
+                                        {"b", SiteType::kActivation, qb}};
+  EXPECT_EQ(carry_ranges(sites, pinned, 8, SiteType::kActivation), 1);
+  EXPECT_EQ(carry_ranges(sites, pinned, 8, SiteType::kWeight), 0);
 }
 
 }  // namespace

@@ -502,6 +502,32 @@ TEST(ScheduleEndToEnd, V3LargeRunsEveryPhaseKindAndMeasures46Convs) {
   EXPECT_EQ(lr["w4.sample"], std::vector<double>({0.05, 0.05}));
 }
 
+// LSQ counts its clip in steps (Q_P * s): entering a lower activation width the pipeline rescales
+// s so that the clip stays (8 -> 4 bits on a U site: s x 255/15). With a learning rate of ~0
+// nothing else moves s, so the two-phase run's final scale is 17x the one-phase run's.
+TEST(ScheduleEndToEnd, LsqKeepsItsClipRangeAcrossAWidthChange) {
+  const auto dir = temp_dir();
+  std::map<int, io::TensorMap> finals;
+  for (int n_phases : {1, 2}) {
+    const auto sub = dir / std::to_string(n_phases);
+    fs::create_directories(sub);
+    auto job = tiny_job(sub, "mobilenet_v2");
+    job.cfg.ema_decay = 0.0;
+    job.policy.method = "lsq";
+    job.phases = {{"a8", PhaseKind::kFinetune, 1, 0, 8, 0, -1, 1e-9}};
+    if (n_phases == 2) job.phases.push_back({"a4", PhaseKind::kFinetune, 1, 0, 4, 0, -1, 1e-9});
+    run_quantize(job);
+    finals[n_phases] =
+        io::load_weights_file((fs::path(job.cfg.out_dir) / "final.safetensors").string());
+  }
+  const std::string u = "features.0.2.quant.scale", s = "features.2.input_site.quant.scale";
+  EXPECT_GT(finals[1].at(u).item<double>(), 0.0);
+  EXPECT_NEAR(finals[2].at(u).item<double>(), finals[1].at(u).item<double>() * 255.0 / 15.0,
+              1e-6 * finals[2].at(u).item<double>());
+  EXPECT_NEAR(finals[2].at(s).item<double>(), finals[1].at(s).item<double>() * 127.0 / 7.0,
+              1e-6 * finals[2].at(s).item<double>());
+}
+
 // profit.quant_lr_scale sets the quantizer parameters' rate: at 0 every activation clip keeps
 // its initial value (the EMA of a constant stays at it), at 1 they move.
 TEST(ScheduleEndToEnd, QuantLrScaleSetsTheQuantizerRate) {

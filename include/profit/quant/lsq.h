@@ -11,7 +11,9 @@
 //   above (v/s >= Q_P):  dv = 0, ds = Q_P.
 // N: elements of the weight tensor (per output filter when per_channel); for activations C*H*W of
 // one sample. Parameter: "scale", shape [1] or [C] (per-channel weights). Init (§3.4):
-// s0 = 2 * mean|v| / sqrt(Q_P). Positivity: the forward uses max(s, 1e-8).
+// s0 = 2 * mean|v| / sqrt(Q_P). Positivity: the forward uses max(s, 1e-8). At a bit-width change
+// of an initialised quantizer (progressive lowering, beyond the paper) s is rescaled to keep the
+// clip Q_P * s (carry_range).
 #pragma once
 
 #include "profit/quant/quantizer.h"
@@ -43,6 +45,7 @@ class LsqImpl : public QuantizerImpl {
   torch::Tensor step_size() const override { return scale.detach().clamp_min(kMinScale); }
   /// The gradient scale g = 1/sqrt(N * Q_P) for tensor v (§3.3).
   double grad_scale(const torch::Tensor& v) const;
+  bool carry_range(int old_bits) override;
 
   torch::Tensor scale;
 

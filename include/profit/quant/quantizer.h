@@ -89,6 +89,15 @@ class QuantizerImpl : public torch::nn::Module {
   /// Changes the bit width (progressive lowering); parameters are kept.
   virtual void set_bits(int bits);
 
+  /// After set_bits() moved an initialised quantizer from `old_bits`: keeps its clip range where
+  /// the parameters count it in steps (LSQ: s *= Q_P(old) / Q_P(new); kept as it is, 8 -> 4 bits
+  /// would shrink the range 17-fold). Methods whose parameters are the clip (DuQ, PACT, QIL, DSQ,
+  /// FAT) keep it already and do nothing. Returns whether anything changed.
+  virtual bool carry_range(int old_bits) {
+    (void)old_bits;
+    return false;
+  }
+
   /// Beyond the papers (profit.w_refit: mse): after a bit-width change, sets a weight
   /// quantizer's clip to mse_weight_clip(w, bits()) (sawb.h) of the latent weight w, keeping the
   /// ratio of the output scale to the clip (so the layer's output keeps its scale for the BN after
