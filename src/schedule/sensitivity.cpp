@@ -77,22 +77,31 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, const Sensitiv
     return train::evaluate(*model, fwd, loader, device, o.progress(), label);
   };
 
-  // Top-1 with the given quantizers changed (off, or at raise_to bits); they are put back
-  // (quantizing, their own bits) before it returns.
+  // Top-1 with the given quantizers changed (off, or at raise_to bits with their clip range
+  // kept: carry_range); they are put back (quantizing, their own bits and parameters, exactly)
+  // before it returns.
   auto top1_changed = [&](const std::vector<const quant::QuantSite*>& changed,
                           const std::string& label) {
     std::vector<int> bits;
+    std::vector<std::vector<torch::Tensor>> params;
     for (const auto* s : changed) {
       bits.push_back(s->quantizer->bits());
-      if (raise_to == 0)
+      params.emplace_back();
+      for (const auto& p : s->quantizer->parameters()) params.back().push_back(p.detach().clone());
+      if (raise_to == 0) {
         s->quantizer->set_state(quant::QuantState::kOff);
-      else
+      } else {
         s->quantizer->set_bits(raise_to);
+        s->quantizer->carry_range(bits.back());
+      }
     }
     const double t = measure(label).top1;
+    torch::NoGradGuard no_grad;
     for (size_t i = 0; i < changed.size(); ++i) {
       changed[i]->quantizer->set_state(quant::QuantState::kQuantizing);
       changed[i]->quantizer->set_bits(bits[i]);
+      auto live = changed[i]->quantizer->parameters();
+      for (size_t k = 0; k < live.size(); ++k) live[k].copy_(params[i][k]);
     }
     return t;
   };

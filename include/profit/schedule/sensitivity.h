@@ -29,7 +29,8 @@ struct SiteSensitivity {
 struct SensitivityOptions {
   /// First N test images (0: the whole test split).
   TORCH_ARG(int64_t, images) = 2000;
-  /// 0: each site in full precision (off); 2..8: each site at this bit width.
+  /// 0: each site in full precision (off); 2..8: each site at this bit width, its clip range
+  /// kept (QuantizerImpl::carry_range: LSQ rescales its step).
   TORCH_ARG(int, raise_to) = 0;
   /// cpu | cuda | cuda:N
   TORCH_ARG(std::string, device) = "cpu";
