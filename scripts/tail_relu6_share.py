@@ -8,40 +8,31 @@ Usage: scripts/tail_relu6_share.py [MODEL_DIR] (default models/fp_mobilenet_v2_f
 import gzip
 import json
 import pathlib
-import struct
 import sys
 
 import numpy as np
 import torch
 import torchvision
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from profit_clips import read_safetensors  # noqa: E402
+
 DATA = pathlib.Path("/usr/share/datasets/fashion-mnist")
-
-
-def load_safetensors(path):
-    raw = pathlib.Path(path).read_bytes()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    types = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
-    out = {}
-    for key, v in header.items():
-        if key == "__metadata__":
-            continue
-        begin, end = v["data_offsets"]
-        array = np.frombuffer(raw[8 + n + begin:8 + n + end], dtype=types[v["dtype"]])
-        out[key] = torch.from_numpy(array.reshape(v["shape"]).copy())
-    return out
 
 
 def model_from(run):
     cfg = json.loads((run / "config.json").read_text())["model"]
     assert cfg["arch"] == "mobilenet_v2" and cfg["small_input"], cfg
-    weights = load_safetensors(run / "final.safetensors")
     m = torchvision.models.mobilenet_v2(width_mult=cfg["width"], num_classes=cfg["num_classes"])
-    stem = weights["features.0.0.weight"].shape
-    m.features[0][0] = torch.nn.Conv2d(stem[1], stem[0], 3, 1, 1, bias=False)  # stem stride 1
+    stem_out = m.features[0][0].out_channels
+    m.features[0][0] = torch.nn.Conv2d(cfg["in_channels"], stem_out, 3, 1, 1, bias=False)  # stride 1
     m.features[2].conv[1][0].stride = (1, 1)  # first downsampling removed
-    m.load_state_dict(weights)
+    # Every float tensor by name (the BN step counters are int64 and unused in eval).
+    shapes = m.state_dict()
+    floats = read_safetensors(run / "final.safetensors", lambda k: "num_batches_tracked" not in k)
+    missing, unexpected = m.load_state_dict(
+        {k: torch.tensor(v).view_as(shapes[k]) for k, v in floats.items()}, strict=False)
+    assert not unexpected and all("num_batches_tracked" in k for k in missing), (missing, unexpected)
     return m.eval()
 
 

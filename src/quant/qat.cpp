@@ -68,6 +68,11 @@ bool se_site(const std::string& site) {
          glob_match("*.block.*.gate", site);
 }
 
+// A role's sites: activation roles also cover the input sites (FAT's network input).
+bool in_role(SiteType site, SiteType role) {
+  return site == role || (role == SiteType::kActivation && site == SiteType::kInput);
+}
+
 struct Resolved {
   std::string method;
   int bits;
@@ -231,12 +236,13 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
 
   // The activation just before global pooling stays FP; the pooled value is quantized instead.
   std::string last_act;
+  nn::ActSiteImpl* last_site = nullptr;
   Act pooled_act = Act::kReLU;
   for (const auto& item : modules) {
     if (item.key() == "pool_site") break;
     auto* s = item.value()->as<nn::ActSiteImpl>();
     if (s && s->role == SiteRole::kActivation && s->act != Act::kIdentity)
-      last_act = item.key(), pooled_act = s->act;
+      last_act = item.key(), last_site = s, pooled_act = s->act;
   }
   // Architecture-specific input sites (profit.md §6.2, §6.3).
   std::string last_conv, stem_act, block1_dw;
@@ -260,10 +266,8 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
   // profit.md §6.2: ReLU6 becomes ReLU here too, so the pooled features are not capped at 6 before
   // the pooled quantizer learns its clip (that quantizer keeps the ReLU6 cap on its initial clip).
   if (!last_act.empty() && pooled_act == Act::kReLU6 && policy.relu6_to_relu &&
-      !policy.keep_tail_relu6) {
-    for (const auto& item : modules)
-      if (item.key() == last_act) item.value()->as<nn::ActSiteImpl>()->act = Act::kReLU;
-  }
+      !policy.keep_tail_relu6)
+    last_site->act = Act::kReLU;
   std::string first_conv;
   for (const auto& item : modules) {
     if (item.value()->as<nn::ConvImpl>()) {
@@ -374,30 +378,25 @@ std::vector<QuantSite> find_sites(torch::nn::Module& model) {
 void set_state(const std::vector<QuantSite>& sites, QuantState state,
                std::optional<SiteType> type) {
   for (const auto& s : sites) {
-    if (type && s.type != *type && !(*type == SiteType::kActivation && s.type == SiteType::kInput))
-      continue;
+    if (type && !in_role(s.type, *type)) continue;
     s.quantizer->set_state(state);
   }
 }
 
 void set_bits(const std::vector<QuantSite>& sites, const QuantPolicy& policy, int bits,
               SiteType type) {
-  for (const auto& s : sites) {
-    const bool match =
-        s.type == type || (type == SiteType::kActivation && s.type == SiteType::kInput);
-    if (match && !resolve(policy, s.name, s.type).pinned_bits) s.quantizer->set_bits(bits);
-  }
+  for (const auto& s : sites)
+    if (in_role(s.type, type) && !resolve(policy, s.name, s.type).pinned_bits)
+      s.quantizer->set_bits(bits);
 }
 
 int carry_ranges(const std::vector<QuantSite>& sites, const QuantPolicy& policy, int old_bits,
                  SiteType type) {
   int n = 0;
-  for (const auto& s : sites) {
-    const bool match =
-        s.type == type || (type == SiteType::kActivation && s.type == SiteType::kInput);
-    if (match && !resolve(policy, s.name, s.type).pinned_bits && s.quantizer->carry_range(old_bits))
+  for (const auto& s : sites)
+    if (in_role(s.type, type) && !resolve(policy, s.name, s.type).pinned_bits &&
+        s.quantizer->carry_range(old_bits))
       ++n;
-  }
   return n;
 }
 

@@ -142,12 +142,14 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     const int initialised = detail::enter_phase_quantizers(
         *model, sites, ema ? ema->model().get() : nullptr, ema_sites, job.policy, ph, init_batch);
     if (initialised > 0) std::cerr << "initialised " << initialised << " quantizers\n";
-    if (pos.epoch == 0 && pos.batch == 0) {
+    // Width-change adjustments happen once, at the phase's start (a mid-phase checkpoint has them).
+    const bool phase_start = pos.epoch == 0 && pos.batch == 0;
+    if (phase_start) {
       const int carried = detail::carry_ranges_at_width_change(sites, ema_sites, job.policy, phases,
                                                                static_cast<size_t>(pos.phase));
       if (carried > 0) std::cerr << "kept the clip range of " << carried << " quantizers\n";
     }
-    if (settings.w_refit == "mse" && pos.epoch == 0 && pos.batch == 0) {
+    if (settings.w_refit == "mse" && phase_start) {
       const int refit =
           detail::refit_at_weight_width_change(*model, sites, ema ? ema->model().get() : nullptr,
                                                job.policy, phases, static_cast<size_t>(pos.phase));

@@ -46,6 +46,16 @@ std::vector<std::string> choose_frozen(const std::vector<std::string>& order,
   return already;
 }
 
+// The width of `role` in the last phase before phases[index] that quantized it (0: none).
+int previous_width(const std::vector<Phase>& phases, size_t index, SiteType role) {
+  int before = 0;
+  for (size_t i = 0; i < index; ++i) {
+    const int bits = role == SiteType::kActivation ? phases[i].act_bits : phases[i].weight_bits;
+    if (bits > 0) before = bits;
+  }
+  return before;
+}
+
 }  // namespace
 
 nlohmann::json read_json(const fs::path& p) {
@@ -92,9 +102,7 @@ int refit_at_weight_width_change(nn::ClassifierImpl& model,
                                  nn::ClassifierImpl* ema_model, const quant::QuantPolicy& policy,
                                  const std::vector<Phase>& phases, size_t index) {
   const int bits = phases.at(index).weight_bits;
-  int before = 0;
-  for (size_t i = 0; i < index; ++i)
-    if (phases[i].weight_bits > 0) before = phases[i].weight_bits;
+  const int before = previous_width(phases, index, SiteType::kWeight);
   if (bits == 0 || before == 0 || bits == before) return 0;
   const int n = quant::refit_weight_clips(model, sites, policy);
   if (ema_model) copy_quantizers(model, *ema_model);
@@ -107,13 +115,9 @@ int carry_ranges_at_width_change(const std::vector<quant::QuantSite>& sites,
                                  size_t index) {
   int n = 0;
   for (const auto type : {SiteType::kActivation, SiteType::kWeight}) {
-    auto width = [&](const Phase& p) {
-      return type == SiteType::kActivation ? p.act_bits : p.weight_bits;
-    };
-    const int bits = width(phases.at(index));
-    int before = 0;
-    for (size_t i = 0; i < index; ++i)
-      if (width(phases[i]) > 0) before = width(phases[i]);
+    const Phase& ph = phases.at(index);
+    const int bits = type == SiteType::kActivation ? ph.act_bits : ph.weight_bits;
+    const int before = previous_width(phases, index, type);
     if (bits == 0 || before == 0 || bits == before) continue;
     n += quant::carry_ranges(sites, policy, before, type);
     quant::carry_ranges(ema_sites, policy, before, type);

@@ -87,10 +87,11 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, const Sensitiv
     for (const auto* s : changed) {
       bits.push_back(s->quantizer->bits());
       params.emplace_back();
-      for (const auto& p : s->quantizer->parameters()) params.back().push_back(p.detach().clone());
       if (raise_to == 0) {
         s->quantizer->set_state(quant::QuantState::kOff);
       } else {
+        for (const auto& p : s->quantizer->parameters())
+          params.back().push_back(p.detach().clone());
         s->quantizer->set_bits(raise_to);
         s->quantizer->carry_range(bits.back());
       }
@@ -101,7 +102,7 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, const Sensitiv
       changed[i]->quantizer->set_state(quant::QuantState::kQuantizing);
       changed[i]->quantizer->set_bits(bits[i]);
       auto live = changed[i]->quantizer->parameters();
-      for (size_t k = 0; k < live.size(); ++k) live[k].copy_(params[i][k]);
+      for (size_t k = 0; k < params[i].size(); ++k) live[k].copy_(params[i][k]);
     }
     return t;
   };

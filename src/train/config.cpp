@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "profit/freeze/aiwq.h"
 #include "profit/io/recipe.h"
 
 namespace profit::train {
@@ -298,8 +299,7 @@ void validate(const TrainConfig& c) {
               "profit epochs: fp/bn >= 0, ft/sample >= 1, 0 <= warmup < ft_epochs");
   TORCH_CHECK(r.n_profit >= 1, "profit.n_profit must be >= 1, got ", r.n_profit);
   TORCH_CHECK(r.aiwq_every >= 1, "profit.aiwq_every must be >= 1, got ", r.aiwq_every);
-  TORCH_CHECK(r.aiwq_reduce == "ema" || r.aiwq_reduce == "mean",
-              "profit.aiwq_reduce must be ema or mean, got '", r.aiwq_reduce, "'");
+  freeze::parse_aiwq_reduce(r.aiwq_reduce);  // throws naming the key and value
   TORCH_CHECK(r.freeze_order == "aiwq" || r.freeze_order == "reverse" || r.freeze_order == "random",
               "profit.freeze_order must be aiwq, reverse or random, got '", r.freeze_order, "'");
   TORCH_CHECK(r.w_refit == "keep" || r.w_refit == "mse",
