@@ -67,11 +67,29 @@ torch::Tensor duq_quantize_reference(const torch::Tensor& h, const torch::Tensor
   return c * rounded / g.levels + g.d;
 }
 
+torch::Tensor duq_quantize_offset(const torch::Tensor& h, const torch::Tensor& a,
+                                  const torch::Tensor& c, const torch::Tensor& beta,
+                                  const torch::Tensor& beta_prime, const DuqGrid& g) {
+  // The reference composition with tensor offsets: autograd gives beta the in-range slope c/a
+  // (hardtanh's backward is strict) and beta_prime a 1 from every element.
+  auto z = g.levels * torch::hardtanh((h + beta) / a, g.lo, 1.0);
+  auto rounded = z + (torch::round(z) - z).detach();
+  return c * rounded / g.levels + beta_prime;
+}
+
 DuqImpl::DuqImpl(const QuantSpec& spec) : QuantizerImpl(spec) {
   TORCH_CHECK(spec.fused() != FusedAct::kHSwish || spec.kind() == SiteKind::kH,
               "DuQ: a fused h-swish needs kind H");
+  TORCH_CHECK(!spec.learn_offset() || spec.kind() == SiteKind::kH,
+              "DuQ: learnable offsets (learn_offset) exist only on h-swish (H) sites, got kind ",
+              site_kind_name(spec.kind()));
   theta_a = register_parameter("theta_a", torch::full(param_shape(), inverse_softplus(1.0)));
   theta_c = register_parameter("theta_c", torch::full(param_shape(), inverse_softplus(1.0)));
+  if (spec.learn_offset()) {
+    const auto g = duq_grid(SiteKind::kH, spec.bits());
+    beta = register_parameter("beta", torch::full({1}, g.beta));
+    beta_prime = register_parameter("beta_prime", torch::full({1}, g.d));
+  }
 }
 
 void DuqImpl::set_interval(double a, double c) {
@@ -103,7 +121,9 @@ void DuqImpl::init_from(const torch::Tensor& h) {
   // D2 parity: the reference's type check never matched, so neither shift applied.
   if (!spec_.act_init_reference()) {
     if (spec_.kind() == SiteKind::kS) stat = stat.abs();
-    if (spec_.kind() == SiteKind::kH) stat = stat + 0.375;
+    // H: h + beta, the input offset (3/8, or its learned value with learn_offset).
+    if (spec_.kind() == SiteKind::kH)
+      stat = stat + (beta.defined() ? beta.detach().item<double>() : 0.375);
   }
   auto pos = stat.masked_select(stat > 0);
   double v = 1e-3;
@@ -141,6 +161,10 @@ torch::Tensor DuqImpl::quantize(const torch::Tensor& x) {
   // With activation_in_quantize(), x is the raw input of a fused ReLU (absorbed by the clamp on
   // either path) or h-swish site (applied by the kernel, or here on the reference path).
   const bool hswish = activation_in_quantize() && spec_.fused() == FusedAct::kHSwish;
+  if (beta.defined()) {
+    const auto h = hswish ? hswish_strict(x) : x;
+    return duq_quantize_offset(h, av, cv, beta, beta_prime, grid);
+  }
   if (fused_supported(x, {av, cv})) return duq_fused(x, av, cv, grid, hswish);
   const auto h = hswish ? hswish_strict(x) : x;
   return duq_quantize(h, broadcastable(av, h), broadcastable(cv, h), grid);

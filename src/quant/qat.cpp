@@ -136,6 +136,8 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       p.act_init = yaml_value<std::string>(v, path, key);
       TORCH_CHECK(p.act_init == "intended" || p.act_init == "reference", path,
                   ": act_init must be intended or reference, got '", p.act_init, "'");
+    } else if (key == "duq_learn_offset") {
+      p.duq_learn_offset = yaml_value<bool>(v, path, key);
     } else if (key == "se_act_bits") {
       if (v.IsScalar() && v.Scalar() == "global")
         p.se_act_bits = 0;
@@ -174,6 +176,9 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       TORCH_CHECK(false, path, ": unknown key '", key, "'");
     }
   }
+  // The offsets are DuQ's H-site parameters; under another method the key would do nothing.
+  TORCH_CHECK(!p.duq_learn_offset || p.method == "duq", path,
+              ": duq_learn_offset needs method duq, got method '", p.method, "'");
   return p;
 }
 
@@ -194,6 +199,7 @@ std::string policy_to_yaml(const QuantPolicy& p) {
   if (p.act_init_quantile != 0.95)  // written only when changed: default policies read as before
     out << YAML::Key << "act_init_quantile" << YAML::Value << p.act_init_quantile;
   if (p.act_init != "intended") out << YAML::Key << "act_init" << YAML::Value << p.act_init;
+  if (p.duq_learn_offset) out << YAML::Key << "duq_learn_offset" << YAML::Value << true;
   if (p.se_act_bits != 8) {  // written only when changed, like act_init_quantile
     out << YAML::Key << "se_act_bits" << YAML::Value;
     if (p.se_act_bits)
@@ -282,11 +288,13 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
     Resolved r = resolve(policy, site, type);
     if (r.skip) return nullptr;
     if (default_bits && !r.pinned_bits) r.bits = default_bits;
-    auto spec = QuantSpec(r.method, r.bits, kind)
-                    .fused(fused)
-                    .relu6_cap(relu6)
-                    .act_init_quantile(policy.act_init_quantile)
-                    .act_init_reference(policy.act_init == "reference");
+    auto spec =
+        QuantSpec(r.method, r.bits, kind)
+            .fused(fused)
+            .relu6_cap(relu6)
+            .act_init_quantile(policy.act_init_quantile)
+            .act_init_reference(policy.act_init == "reference")
+            .learn_offset(policy.duq_learn_offset && r.method == "duq" && kind == SiteKind::kH);
     if (r.per_channel) spec.per_channel(true).channels(channels);
     auto q = make_quantizer(spec, site);
     sites.push_back({site, type, q});

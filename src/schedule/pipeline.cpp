@@ -63,7 +63,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     shadow->to(device);
     ema = std::make_unique<train::WeightEma>(shadow, *model, cfg.ema_decay);
   }
-  const auto teacher = load_teacher(cfg, device);
+  const auto teacher = load_teacher(cfg, job.policy, device);
 
   data::DataLoader loader(train_set, {cfg.batch_size, true, true, cfg.workers, 4, cfg.seed});
   data::DataLoader test_loader(test_set,

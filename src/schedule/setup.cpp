@@ -48,7 +48,7 @@ std::vector<Phase> check_job(QuantizeJob job) {
     train::resolve_model_config(cfg, *data::open_dataset(cfg.data, "train", cfg.seed));
   std::vector<quant::QuantSite> sites;
   make_student(cfg, job.policy, sites);
-  load_teacher(cfg, torch::kCPU);
+  load_teacher(cfg, job.policy, torch::kCPU);
   return job.phases;
 }
 
@@ -75,16 +75,33 @@ torch::Tensor distillation_loss(const torch::Tensor& student, const torch::Tenso
   return loss;
 }
 
-nn::ModelPtr load_teacher(const train::TrainConfig& cfg, torch::Device device) {
+namespace {
+
+nn::ModelPtr frozen_teacher(nn::ModelPtr teacher, const train::TrainConfig& cfg,
+                            torch::Device device) {
+  teacher->to(device);
+  for (auto& p : teacher->parameters()) p.set_requires_grad(false);
+  teacher->train(cfg.profit.teacher_mode == "train");
+  return teacher;
+}
+
+}  // namespace
+
+nn::ModelPtr load_teacher(const train::TrainConfig& cfg, const quant::QuantPolicy& policy,
+                          torch::Device device) {
   const std::string& t = cfg.profit.teacher;
   if (t == "none" || t.empty()) return nullptr;
-  nn::ModelConfig model_cfg = cfg.model;
-  std::string weights;
   if (t == "self") {
+    // §5.4: a copy of the FP student before any training, i.e. the student as quantize() built
+    // it (ReLU where relu6_to_relu fused a ReLU6 site) with every quantizer off.
     TORCH_CHECK(!cfg.init_weights.empty(),
                 "profit.teacher = self needs train.init_weights (the FP student)");
-    weights = cfg.init_weights;
-  } else if (fs::is_directory(t)) {
+    std::vector<quant::QuantSite> sites;
+    return frozen_teacher(make_student(cfg, policy, sites), cfg, device);
+  }
+  nn::ModelConfig model_cfg = cfg.model;
+  std::string weights;
+  if (fs::is_directory(t)) {
     // A run folder: its own architecture (any supported model) and final weights.
     const auto config_path = (fs::path(t) / "config.json").string();
     TORCH_CHECK(fs::exists(config_path), "teacher ", t, ": no config.json in the run folder");
@@ -105,10 +122,7 @@ nn::ModelPtr load_teacher(const train::TrainConfig& cfg, torch::Device device) {
               " classes, the student ", cfg.model.num_classes);
   auto teacher = nn::create_model(model_cfg);
   io::load_state_dict(*teacher, io::load_weights_file(weights), true, weights);
-  teacher->to(device);
-  for (auto& p : teacher->parameters()) p.set_requires_grad(false);
-  teacher->train(cfg.profit.teacher_mode == "train");
-  return teacher;
+  return frozen_teacher(teacher, cfg, device);
 }
 
 int initialize_quantizers(nn::ClassifierImpl& model, const std::vector<quant::QuantSite>& sites,

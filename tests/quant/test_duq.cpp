@@ -142,6 +142,81 @@ TEST(Duq, OutputsLieOnTheGrid) {
   }
 }
 
+// profit.md D8 (duq_learn_offset): the learnable offsets start at the fixed +3/8 / -3/8, so the
+// quantizer equals the fixed-offset one (values and h, a, c gradients, pure and fused h-swish,
+// in-range and clipped inputs); beta gets c/a strictly in range and beta' a 1 from every element.
+TEST(Duq, LearnedOffsetsStartAtTheFixedOnes) {
+  for (FusedAct fused : {FusedAct::kNone, FusedAct::kHSwish}) {
+    DuqImpl fixed(QuantSpec("duq", 4, SiteKind::kH).fused(fused));
+    DuqImpl learned(QuantSpec("duq", 4, SiteKind::kH).fused(fused).learn_offset(true));
+    EXPECT_EQ(fixed.named_parameters().size(), 2u);
+    EXPECT_EQ(learned.named_parameters().size(), 4u);
+    EXPECT_TRUE(learned.named_parameters().contains("beta"));
+    EXPECT_TRUE(learned.named_parameters().contains("beta_prime"));
+    const auto x0 = torch::linspace(-5.0, 5.0, 401, torch::kFloat64);  // below, in and above
+    torch::Tensor out[2], grad[2][3];
+    int i = 0;
+    for (DuqImpl* q : {&fixed, &learned}) {
+      q->to(torch::kFloat64);
+      q->set_interval(2.0, 3.0);
+      q->set_state(QuantState::kQuantizing);
+      auto x = x0.clone().requires_grad_();
+      out[i] = q->forward(x);
+      (out[i] * torch::cos(x0)).sum().backward();  // an uneven upstream gradient
+      grad[i][0] = x.grad(), grad[i][1] = q->theta_a.grad(), grad[i][2] = q->theta_c.grad();
+      ++i;
+    }
+    EXPECT_TRUE(torch::allclose(out[0], out[1], 1e-12, 1e-12));
+    for (int k = 0; k < 3; ++k) EXPECT_TRUE(torch::allclose(grad[0][k], grad[1][k], 1e-10, 1e-12));
+  }
+}
+
+TEST(Duq, LearnedOffsetGradientsAreExact) {
+  DuqImpl q(QuantSpec("duq", 4, SiteKind::kH).learn_offset(true));
+  q.to(torch::kFloat64);
+  q.set_interval(2.0, 3.0);
+  q.set_state(QuantState::kQuantizing);
+  // §1.4's H point h = 0.7 (y = 1.225), one above (u >= 1) and one below (u <= 0) the clamp.
+  struct Case {
+    double h, y, dbeta;
+  };
+  for (const Case& k : {Case{0.7, 1.225, 1.5}, Case{2.5, 2.625, 0.0}, Case{-0.5, -0.375, 0.0}}) {
+    q.zero_grad();
+    auto x = torch::tensor({k.h}, torch::kFloat64).requires_grad_();
+    auto y = q.forward(x);
+    y.sum().backward();
+    EXPECT_NEAR(y.item<double>(), k.y, 1e-12) << k.h;
+    EXPECT_NEAR(q.beta.grad().item<double>(), k.dbeta, 1e-12) << k.h;
+    EXPECT_NEAR(q.beta_prime.grad().item<double>(), 1.0, 1e-12) << k.h;
+  }
+  // Moved offsets are used: beta = 0.5, beta' = -0.25: u = (0.7 + 0.5) / 2 = 0.6, 15u = 9,
+  // y = 3 * 9/15 - 0.25 = 1.55; the lowest level is now beta'.
+  {
+    torch::NoGradGuard no_grad;
+    q.beta.fill_(0.5);
+    q.beta_prime.fill_(-0.25);
+  }
+  EXPECT_NEAR(q.forward(torch::tensor({0.7}, torch::kFloat64)).item<double>(), 1.55, 1e-12);
+  EXPECT_NEAR(q.forward(torch::tensor({-4.0}, torch::kFloat64)).item<double>(), -0.25, 1e-12);
+  // The activation init uses h + beta (here 0.5): P95 of {0.5 + h} for h = 0 .. 1.99.
+  DuqImpl init(QuantSpec("duq", 4, SiteKind::kH).learn_offset(true));
+  {
+    torch::NoGradGuard no_grad;
+    init.beta.fill_(0.5);
+  }
+  init.init_from(torch::arange(0.0, 2.0, 0.01, torch::kFloat64));
+  EXPECT_NEAR(init.a().item<double>(), 0.5 + 1.90, 1e-5);
+  // Frozen: the offsets stop training with a and c.
+  q.set_state(QuantState::kFrozen);
+  EXPECT_FALSE(q.beta.requires_grad());
+  EXPECT_FALSE(q.beta_prime.requires_grad());
+}
+
+TEST(Duq, LearnedOffsetsOnlyOnHSites) {
+  for (SiteKind kind : {SiteKind::kU, SiteKind::kS, SiteKind::kW})
+    EXPECT_THROW(DuqImpl(QuantSpec("duq", 4, kind).learn_offset(true)), c10::Error);
+}
+
 TEST(Duq, WeightInitIsNineTenthsOfMax) {
   DuqImpl q(QuantSpec("duq", 4, SiteKind::kW));
   q.init_from(torch::tensor({{0.1, -2.0}, {0.5, 1.0}}));

@@ -6,6 +6,7 @@
 #include "profit/quant/cost.h"
 #include "profit/quant/duq.h"
 #include "profit/quant/qat.h"
+#include "profit/schedule/groups.h"
 
 namespace profit::quant {
 namespace {
@@ -141,6 +142,36 @@ TEST(Qat, ActInitReferenceReachesTheQuantizers) {
   EXPECT_EQ(policy_to_yaml(QuantPolicy()).find("act_init:"), std::string::npos);
   std::ofstream(path) << policy_to_yaml(p);
   EXPECT_EQ(load_policy(path).act_init, "reference");
+}
+
+// profit.md D8: policy duq_learn_offset reaches exactly the DuQ h-swish sites, gives them
+// "beta" / "beta_prime" parameters (quantizer keys: the optimizer's quant group), round-trips
+// through YAML, and is an error under another method.
+TEST(Qat, DuqLearnOffsetReachesTheHSitesOnly) {
+  QuantPolicy p;
+  p.duq_learn_offset = true;
+  auto model = tiny("mobilenet_v3_large");
+  int h_sites = 0;
+  for (const auto& s : quantize(*model, p)) {
+    const bool h = s.quantizer->spec().kind() == SiteKind::kH;
+    h_sites += h;
+    EXPECT_EQ(s.quantizer->spec().learn_offset(), h) << s.name;
+    EXPECT_EQ(s.quantizer->named_parameters().contains("beta_prime"), h) << s.name;
+  }
+  EXPECT_GT(h_sites, 0);
+  int offsets = 0;
+  for (const auto& item : model->named_parameters())
+    if (item.key().find(".beta") != std::string::npos) {
+      ++offsets;
+      EXPECT_TRUE(profit::schedule::is_quantizer_key(item.key())) << item.key();
+    }
+  EXPECT_EQ(offsets, 2 * h_sites);
+  const auto path = (profit::testing::temp_dir() / "learn_offset.yaml").string();
+  EXPECT_EQ(policy_to_yaml(QuantPolicy()).find("duq_learn_offset"), std::string::npos);
+  std::ofstream(path) << policy_to_yaml(p);
+  EXPECT_TRUE(load_policy(path).duq_learn_offset);
+  std::ofstream(path) << "method: pact\nduq_learn_offset: true\n";
+  EXPECT_THROW(load_policy(path), c10::Error);
 }
 
 TEST(Qat, MobileNetV3Layout) {

@@ -328,6 +328,32 @@ nlohmann::json read_json(const fs::path& p) {
   return nlohmann::json::parse(io::read_file(p));
 }
 
+// §5.4 "self": a copy of the FP student before training, i.e. the student with every quantizer
+// off (ReLU at the ReLU6 sites that relu6_to_relu fused), not the plain FP model (ReLU6). Large
+// inputs push activations past 6, where the two differ.
+TEST(ScheduleTeacher, SelfIsTheStudentWithItsQuantizersOff) {
+  const auto dir = temp_dir();
+  auto job = tiny_job(dir, "mobilenet_v2");
+  const auto teacher = load_teacher(job.cfg, job.policy, torch::kCPU);
+  ASSERT_TRUE(teacher);
+  const auto teacher_sites = quant::find_sites(*teacher);
+  ASSERT_FALSE(teacher_sites.empty());
+  for (const auto& s : teacher_sites) EXPECT_EQ(s.quantizer->state(), quant::QuantState::kOff);
+  for (const auto& p : teacher->parameters()) EXPECT_FALSE(p.requires_grad());
+  std::vector<quant::QuantSite> sites;
+  auto student = make_student(job.cfg, job.policy, sites);
+  auto plain = nn::create_model(job.cfg.model);
+  io::load_state_dict(*plain, io::load_weights_file(job.cfg.init_weights), true, "fp");
+  student->eval();
+  plain->eval();
+  torch::manual_seed(3);
+  const auto x = 200.0 * torch::randn({4, job.cfg.model.in_channels, 12, 12});
+  torch::NoGradGuard no_grad;
+  const auto t = teacher->forward(x);
+  EXPECT_TRUE(torch::equal(t, student->forward(x)));
+  EXPECT_FALSE(torch::allclose(t, plain->forward(x)));  // the input does reach past 6
+}
+
 TEST(ScheduleEndToEnd, V2AiwqFreezingEmaAndExactResume) {
   const auto dir = temp_dir();
   auto job = tiny_job(dir, "mobilenet_v2");

@@ -10,7 +10,8 @@
 //
 // Gradients (§1.3): STE on round only; the clamp is strict (derivative 1 only for lo < u < 1):
 //   in:    dy/dh = c/a, dy/da = -c*u/a, dy/dc = q;   below/above: dy/dh = dy/da = 0, dy/dc = q.
-// Parameters: "theta_a", "theta_c", shape [1] (or [C,1,...] with per_channel, beyond the paper).
+// Parameters: "theta_a", "theta_c", shape [1] (or [C,1,...] with per_channel, beyond the paper);
+// H sites with learn_offset (D8) also "beta", "beta_prime" in place of the fixed 3/8, -3/8.
 // Initialisation (§1.6): weights a = c = 0.9*max|W|; activations a = c = P95 of the positive
 // values of the statistic (h for U, |h| for S, h + 3/8 for H), 1e-3 if none, capped at 6 for
 // ReLU6 sites. With spec act_init_reference (D2, parity): the positive values of the raw input
@@ -37,6 +38,16 @@ torch::Tensor duq_quantize(const torch::Tensor& h, const torch::Tensor& a, const
 torch::Tensor duq_quantize_reference(const torch::Tensor& h, const torch::Tensor& a,
                                      const torch::Tensor& c, const DuqGrid& grid);
 
+/// DuQ with learnable offsets (profit.md D8, H sites): u = (h + beta) / a, q as above,
+/// y = c * q + beta_prime, with beta and beta_prime tensors of shape [1] in place of the grid's
+/// fixed beta and d (grid.beta and grid.d are ignored). Gradients: §1.3 for h, a and c, and
+/// dy/dbeta = c/a strictly inside (lo, 1), 0 on and beyond the bounds (as dy/dh);
+/// dy/dbeta_prime = 1 for every element. Plain autograd ops (strict clamp through hardtanh,
+/// STE through detach), no fused kernel: the kernels take the offsets as constants.
+torch::Tensor duq_quantize_offset(const torch::Tensor& h, const torch::Tensor& a,
+                                  const torch::Tensor& c, const torch::Tensor& beta,
+                                  const torch::Tensor& beta_prime, const DuqGrid& grid);
+
 class DuqImpl : public QuantizerImpl {
  public:
   explicit DuqImpl(const QuantSpec& spec);
@@ -51,6 +62,11 @@ class DuqImpl : public QuantizerImpl {
   bool refit(const torch::Tensor& w) override;
 
   torch::Tensor theta_a, theta_c;
+  /// With spec learn_offset (H sites, D8): the learnable offsets, [1], "beta" (+3/8 at first)
+  /// and "beta_prime" (-3/8: the lowest output level); undefined otherwise (fixed offsets,
+  /// no state-dict entries). Negative padding keeps its constant -3/8 (the FP model's pad), so
+  /// once beta_prime moves the border is no longer exactly code 0.
+  torch::Tensor beta, beta_prime;
 
  protected:
   torch::Tensor quantize(const torch::Tensor& h) override;

@@ -68,14 +68,17 @@ struct QuantPolicy {
   /// DuQ activation-clip statistic: "intended" (§1.6, default) | "reference" (the reference
   /// code's, for parity runs: profit.md D2; QuantSpec::act_init_reference).
   std::string act_init = "intended";
+  /// DuQ h-swish sites learn their offsets beta and beta' (profit.md D8; default off: fixed
+  /// +3/8 and -3/8 as in the reference; QuantSpec::learn_offset). Needs method duq.
+  bool duq_learn_offset = false;
   std::vector<PolicyRule> rules;
 };
 
 /// Reads a YAML policy. Keys: method, weight_method, act_bits, weight_bits, per_channel,
 /// relu6_to_relu, keep_tail_relu6, quantize_gate, placement, act_init_quantile, act_init,
-/// se_act_bits, overrides: [{pattern, method, bits, per_channel, skip}]. Unknown keys and bad
-/// values are errors naming the file and key. With `section`, the policy is that top-level
-/// section of the file (a recipe's `policy:`); absent -> defaults.
+/// se_act_bits, duq_learn_offset, overrides: [{pattern, method, bits, per_channel, skip}]. Unknown
+/// keys and bad values are errors naming the file and key. With `section`, the policy is that
+/// top-level section of the file (a recipe's `policy:`); absent -> defaults.
 QuantPolicy load_policy(const std::string& path, const std::string& section = "");
 
 /// The policy as YAML that load_policy() reads back to an equal policy.

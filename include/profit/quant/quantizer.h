@@ -64,6 +64,10 @@ struct QuantSpec {
   /// reference): the clip starts from the positive values of the quantizer's raw input (the
   /// pre-activation on fused sites), without the |x| of S sites or the +3/8 of H sites.
   TORCH_ARG(bool, act_init_reference) = false;
+  /// DuQ H sites (profit.md D8, policy duq_learn_offset; a research option beyond the reference):
+  /// the input offset beta and the output offset beta' (the grid's lowest level) are learnable
+  /// scalars "beta" and "beta_prime", initialised to +3/8 and -3/8. Other kinds have no offsets.
+  TORCH_ARG(bool, learn_offset) = false;
 };
 
 /// Base class of all quantizers.

@@ -49,10 +49,13 @@ torch::Tensor distillation_loss(const torch::Tensor& student, const torch::Tenso
                                 const torch::Tensor& labels, double ce_weight, double kd_weight,
                                 double temperature);
 
-/// The teacher of profit.teacher: none (nullptr), self (the FP student from init_weights), a run
-/// folder (its config.json model section and final.safetensors) or a weights file (student
-/// architecture). Frozen, on `device`, in eval or train mode as profit.teacher_mode says.
-nn::ModelPtr load_teacher(const train::TrainConfig& cfg, torch::Device device);
+/// The teacher of profit.teacher: none (nullptr), self (a copy of the student before training:
+/// quantize(policy) on the init_weights model, every quantizer off, so ReLU where the policy
+/// fused a ReLU6 site; §5.4), a run folder (its config.json model section and
+/// final.safetensors) or a weights file (student architecture, plain FP model). Frozen, on
+/// `device`, in eval or train mode as profit.teacher_mode says.
+nn::ModelPtr load_teacher(const train::TrainConfig& cfg, const quant::QuantPolicy& policy,
+                          torch::Device device);
 
 /// With train.resume and a last.ckpt in train.out_dir, replaces the job's config (but for the
 /// run-local settings of train::restore_run_config), policy and phases by those the run folder
