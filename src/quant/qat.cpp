@@ -398,12 +398,12 @@ void set_bits(const std::vector<QuantSite>& sites, const QuantPolicy& policy, in
       s.quantizer->set_bits(bits);
 }
 
-int carry_ranges(const std::vector<QuantSite>& sites, const QuantPolicy& policy, int old_bits,
-                 SiteType type) {
+int adapt_to_widths(const std::vector<QuantSite>& sites, const QuantPolicy& policy, int old_bits,
+                    SiteType type) {
   int n = 0;
   for (const auto& s : sites)
     if (in_role(s.type, type) && !resolve(policy, s.name, s.type).pinned_bits &&
-        s.quantizer->carry_range(old_bits))
+        s.quantizer->adapt_to_width(old_bits))
       ++n;
   return n;
 }

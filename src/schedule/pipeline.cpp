@@ -145,9 +145,9 @@ QuantizeSummary run_quantize(QuantizeJob job) {
     // Width-change adjustments happen once, at the phase's start (a mid-phase checkpoint has them).
     const bool phase_start = pos.epoch == 0 && pos.batch == 0;
     if (phase_start) {
-      const int carried = detail::carry_ranges_at_width_change(sites, ema_sites, job.policy, phases,
-                                                               static_cast<size_t>(pos.phase));
-      if (carried > 0) std::cerr << "kept the clip range of " << carried << " quantizers\n";
+      const int adapted = detail::adapt_at_width_change(sites, ema_sites, job.policy, phases,
+                                                        static_cast<size_t>(pos.phase));
+      if (adapted > 0) std::cerr << "adapted " << adapted << " quantizers to the new width\n";
     }
     if (settings.w_refit == "mse" && phase_start) {
       const int refit =

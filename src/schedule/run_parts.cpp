@@ -109,18 +109,18 @@ int refit_at_weight_width_change(nn::ClassifierImpl& model,
   return n;
 }
 
-int carry_ranges_at_width_change(const std::vector<quant::QuantSite>& sites,
-                                 const std::vector<quant::QuantSite>& ema_sites,
-                                 const quant::QuantPolicy& policy, const std::vector<Phase>& phases,
-                                 size_t index) {
+int adapt_at_width_change(const std::vector<quant::QuantSite>& sites,
+                          const std::vector<quant::QuantSite>& ema_sites,
+                          const quant::QuantPolicy& policy, const std::vector<Phase>& phases,
+                          size_t index) {
   int n = 0;
   for (const auto type : {SiteType::kActivation, SiteType::kWeight}) {
     const Phase& ph = phases.at(index);
     const int bits = type == SiteType::kActivation ? ph.act_bits : ph.weight_bits;
     const int before = previous_width(phases, index, type);
     if (bits == 0 || before == 0 || bits == before) continue;
-    n += quant::carry_ranges(sites, policy, before, type);
-    quant::carry_ranges(ema_sites, policy, before, type);
+    n += quant::adapt_to_widths(sites, policy, before, type);
+    quant::adapt_to_widths(ema_sites, policy, before, type);
   }
   return n;
 }

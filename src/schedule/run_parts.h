@@ -28,13 +28,13 @@ void set_phase_roles(const std::vector<quant::QuantSite>& sites, const quant::Qu
                      const Phase& phase);
 
 /// When phases[index] quantizes a role (activations, weights) at another width than the last
-/// earlier phase that did, keeps the clip range of its quantizers on the model and the EMA
-/// (quant::carry_ranges: LSQ's step; a no-op for clip-parametrised methods). Called only when
-/// the phase is entered from its start, like the refit below. Returns how many changed.
-int carry_ranges_at_width_change(const std::vector<quant::QuantSite>& sites,
-                                 const std::vector<quant::QuantSite>& ema_sites,
-                                 const quant::QuantPolicy& policy, const std::vector<Phase>& phases,
-                                 size_t index);
+/// earlier phase that did, adapts its quantizers to the new width on the model and the EMA
+/// (quant::adapt_to_widths: LSQ's step; a no-op for clip-parametrised methods). Called only
+/// when the phase is entered from its start, like the refit below. Returns how many changed.
+int adapt_at_width_change(const std::vector<quant::QuantSite>& sites,
+                          const std::vector<quant::QuantSite>& ema_sites,
+                          const quant::QuantPolicy& policy, const std::vector<Phase>& phases,
+                          size_t index);
 
 /// profit.w_refit: mse (beyond the paper). When phases[index] quantizes weights at another width
 /// than the last earlier phase that did, refits every unpinned weight clip to its latent weight

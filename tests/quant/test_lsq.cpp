@@ -84,9 +84,10 @@ TEST(Lsq, ScaleStaysPositive) {
   EXPECT_EQ(q.scale.grad().item<float>(), 0.0f);  // no gradient below the 1e-8 floor
 }
 
-// carry_range: an initialised LSQ keeps its clip Q_P * s across a width change; an uninitialised
-// one and a clip-parametrised method (DuQ) do nothing; carry_ranges skips pinned sites.
-TEST(Lsq, CarryRangeKeepsTheClip) {
+// carry_range: an initialised LSQ keeps its clip Q_P * s across a width change; adapt_to_width
+// follows the initialisation rule (s x sqrt of the Q_P ratio); an uninitialised one and a
+// clip-parametrised method (DuQ) do nothing; adapt_to_widths skips pinned sites.
+TEST(Lsq, CarryRangeKeepsTheClipAdaptToWidthFollowsTheInitRule) {
   LsqImpl u(QuantSpec("lsq", 8, SiteKind::kU));
   u.set_bits(4);
   EXPECT_FALSE(u.carry_range(8));  // not initialised yet
@@ -102,10 +103,24 @@ TEST(Lsq, CarryRangeKeepsTheClip) {
   w.set_bits(3);
   EXPECT_TRUE(w.carry_range(8));
   EXPECT_TRUE(torch::allclose(w.scale, s8 * (127.0 / 3.0)));
+  // The init rule at the new width: 2 mean|v| / sqrt(Q_P) for both widths, so adapting the 8-bit
+  // initialisation to 4 bits gives the 4-bit initialisation.
+  LsqImpl a8(QuantSpec("lsq", 8, SiteKind::kU)), a4(QuantSpec("lsq", 4, SiteKind::kU));
+  a8.init_from(torch::linspace(0.0, 5.0, 64));
+  a4.init_from(torch::linspace(0.0, 5.0, 64));
+  EXPECT_FALSE(a8.adapt_to_width(8));  // same width
+  a8.set_bits(4);
+  EXPECT_TRUE(a8.adapt_to_width(8));
+  EXPECT_NEAR(a8.scale.item<double>(), a4.scale.item<double>(), 1e-6 * a4.scale.item<double>());
+  EXPECT_NEAR(a4.scale.item<double>(), 2.0 * 2.5 / std::sqrt(15.0), 1e-6);
+  w.set_bits(8);
+  EXPECT_TRUE(w.adapt_to_width(3));
+  EXPECT_TRUE(torch::allclose(w.scale, s8 * std::sqrt(127.0 / 3.0)));
   DuqImpl d(QuantSpec("duq", 8, SiteKind::kU));
   d.init_from(torch::full({4}, 2.0));
   d.set_bits(4);
   EXPECT_FALSE(d.carry_range(8));
+  EXPECT_FALSE(d.adapt_to_width(8));
   QuantPolicy pinned;
   pinned.method = "lsq";
   pinned.rules.push_back({"a", std::nullopt, 8, std::nullopt, false});
@@ -115,8 +130,9 @@ TEST(Lsq, CarryRangeKeepsTheClip) {
   qb->init_from(torch::ones({4}));
   const std::vector<QuantSite> sites = {{"a", SiteType::kActivation, qa},
                                         {"b", SiteType::kActivation, qb}};
-  EXPECT_EQ(carry_ranges(sites, pinned, 8, SiteType::kActivation), 1);
-  EXPECT_EQ(carry_ranges(sites, pinned, 8, SiteType::kWeight), 0);
+  EXPECT_EQ(adapt_to_widths(sites, pinned, 8, SiteType::kActivation), 1);
+  EXPECT_NEAR(qb->scale.item<double>(), std::sqrt(255.0 / 15.0) * qa->scale.item<double>(), 1e-6);
+  EXPECT_EQ(adapt_to_widths(sites, pinned, 8, SiteType::kWeight), 0);
 }
 
 }  // namespace

@@ -528,10 +528,12 @@ TEST(ScheduleEndToEnd, V3LargeRunsEveryPhaseKindAndMeasures46Convs) {
   EXPECT_EQ(lr["w4.sample"], std::vector<double>({0.05, 0.05}));
 }
 
-// LSQ counts its clip in steps (Q_P * s): entering a lower activation width the pipeline rescales
-// s so that the clip stays (8 -> 4 bits on a U site: s x 255/15). With a learning rate of ~0
-// nothing else moves s, so the two-phase run's final scale is 17x the one-phase run's.
-TEST(ScheduleEndToEnd, LsqKeepsItsClipRangeAcrossAWidthChange) {
+// LSQ counts its clip in steps (Q_P * s) and starts it at a width-dependent 2 sqrt(Q_P) mean|v|:
+// entering a lower activation width the pipeline rescales s by the square root of the Q_P ratio
+// (8 -> 4 bits on a U site: s x sqrt(255/15)), where LSQ would start at the new width. With a
+// learning rate of ~0 nothing else moves s, so the two-phase run's final scale is that multiple
+// of the one-phase run's.
+TEST(ScheduleEndToEnd, LsqFollowsItsInitRuleAcrossAWidthChange) {
   const auto dir = temp_dir();
   std::map<int, io::TensorMap> finals;
   for (int n_phases : {1, 2}) {
@@ -548,9 +550,11 @@ TEST(ScheduleEndToEnd, LsqKeepsItsClipRangeAcrossAWidthChange) {
   }
   const std::string u = "features.0.2.quant.scale", s = "features.2.input_site.quant.scale";
   EXPECT_GT(finals[1].at(u).item<double>(), 0.0);
-  EXPECT_NEAR(finals[2].at(u).item<double>(), finals[1].at(u).item<double>() * 255.0 / 15.0,
+  EXPECT_NEAR(finals[2].at(u).item<double>(),
+              finals[1].at(u).item<double>() * std::sqrt(255.0 / 15.0),
               1e-6 * finals[2].at(u).item<double>());
-  EXPECT_NEAR(finals[2].at(s).item<double>(), finals[1].at(s).item<double>() * 127.0 / 7.0,
+  EXPECT_NEAR(finals[2].at(s).item<double>(),
+              finals[1].at(s).item<double>() * std::sqrt(127.0 / 7.0),
               1e-6 * finals[2].at(s).item<double>());
 }
 

@@ -12,8 +12,9 @@
 // N: elements of the weight tensor (per output filter when per_channel); for activations C*H*W of
 // one sample. Parameter: "scale", shape [1] or [C] (per-channel weights). Init (§3.4):
 // s0 = 2 * mean|v| / sqrt(Q_P). Positivity: the forward uses max(s, 1e-8). At a bit-width change
-// of an initialised quantizer (progressive lowering, beyond the paper) s is rescaled to keep the
-// clip Q_P * s (carry_range).
+// of an initialised quantizer (beyond the paper) s is rescaled: by Q_P(old) / Q_P(new) to keep the
+// clip Q_P * s (carry_range: sensitivity), by the square root of that to follow the
+// initialisation rule (adapt_to_width: progressive lowering in training).
 #pragma once
 
 #include "profit/quant/quantizer.h"
@@ -46,6 +47,7 @@ class LsqImpl : public QuantizerImpl {
   /// The gradient scale g = 1/sqrt(N * Q_P) for tensor v (§3.3).
   double grad_scale(const torch::Tensor& v) const;
   bool carry_range(int old_bits) override;
+  bool adapt_to_width(int old_bits) override;
 
   torch::Tensor scale;
 
@@ -53,6 +55,10 @@ class LsqImpl : public QuantizerImpl {
   torch::Tensor quantize(const torch::Tensor& v) override;
   // Exact for any path: with Q_N = 0, v/s < 0 clamps to 0 with zero gradients, as after a ReLU.
   bool absorbs_activation() const override { return spec_.kind() == SiteKind::kU; }
+
+ private:
+  /// s *= (Q_P(old_bits) / Q_P(bits()))^power, if initialised and the width changed.
+  bool rescale_for_width(int old_bits, double power);
 };
 
 }  // namespace profit::quant

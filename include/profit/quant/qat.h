@@ -115,10 +115,11 @@ void set_state(const std::vector<QuantSite>& sites, QuantState state,
 void set_bits(const std::vector<QuantSite>& sites, const QuantPolicy& policy, int bits,
               SiteType type);
 
-/// After the sites of `type` moved from `old_bits` to their current width (set_bits): keeps the
-/// clip range of every unpinned one (QuantizerImpl::carry_range). Returns how many changed.
-int carry_ranges(const std::vector<QuantSite>& sites, const QuantPolicy& policy, int old_bits,
-                 SiteType type);
+/// After the sites of `type` moved from `old_bits` to their current width (set_bits) in
+/// training: adapts every unpinned one to its new width (QuantizerImpl::adapt_to_width).
+/// Returns how many changed.
+int adapt_to_widths(const std::vector<QuantSite>& sites, const QuantPolicy& policy, int old_bits,
+                    SiteType type);
 
 /// Beyond the papers (profit.w_refit: mse): refits the clip of every weight site that no
 /// override pinned to its layer's latent weight (the parameter named like the site) at the

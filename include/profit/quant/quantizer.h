@@ -94,13 +94,22 @@ class QuantizerImpl : public torch::nn::Module {
   virtual void set_bits(int bits);
 
   /// After set_bits() moved an initialised quantizer from `old_bits`: keeps its clip range where
-  /// the parameters count it in steps (LSQ: s *= Q_P(old) / Q_P(new); kept as it is, 8 -> 4 bits
-  /// would shrink the range 17-fold). Methods whose parameters are the clip (DuQ, PACT, QIL, DSQ,
-  /// FAT) keep it already and do nothing. Returns whether anything changed.
+  /// the parameters count it in steps (LSQ: s *= Q_P(old) / Q_P(new)). Methods whose parameters
+  /// are the clip (DuQ, PACT, QIL, DSQ, FAT) keep it already and do nothing. Used where only the
+  /// precision should change (`profit sensitivity --bits`). Returns whether anything changed.
   virtual bool carry_range(int old_bits) {
     (void)old_bits;
     return false;
   }
+
+  /// Progressive lowering (beyond the papers): after set_bits() moved an initialised quantizer
+  /// from `old_bits` during training, puts its parameters where the method would start at the new
+  /// width. Default: carry_range (the clip-parametrised methods keep their learned clip).
+  /// LSQ's initial clip depends on the width (s0 = 2 mean|v| / sqrt(Q_P): a clip of
+  /// 2 sqrt(Q_P) mean|v|), so it follows that rule: s *= sqrt(Q_P(old) / Q_P(new)), which keeps
+  /// s's ratio to its initialisation (its 8-bit clip kept at 4 bits leaves a step of about
+  /// 2 mean|v|; its 8-bit step kept clips 17-fold narrower). Returns whether anything changed.
+  virtual bool adapt_to_width(int old_bits) { return carry_range(old_bits); }
 
   /// Beyond the papers (profit.w_refit: mse): after a bit-width change, sets a weight
   /// quantizer's clip to mse_weight_clip(w, bits()) (sawb.h) of the latent weight w, keeping the
