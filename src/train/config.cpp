@@ -106,7 +106,9 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
   fn({"fat", "width_max", "fat-width-max", "FAT: upper clip of the width scale (1.0 or 1.3)"},
      &q.width_max);
   auto& r = c.profit;
-  fn({"profit", "teacher", "teacher", "KD teacher: none | self | FP run folder | weights file"},
+  fn({"profit", "teacher", "teacher",
+      "KD teacher: none | self (the student before training, quantizers off) | FP run folder | "
+      "weights file"},
      &r.teacher);
   fn({"profit", "teacher_mode", "teacher-mode", "teacher BN/dropout mode: eval | train"},
      &r.teacher_mode);
