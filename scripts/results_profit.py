@@ -100,7 +100,7 @@ def paired_rows(runs, with_name, without_name):
 # start, only policy.method differs; the last row is DuQ with a different activation-clip start.
 QUANTIZER_COMPARISON = [("profit_mobilenet_v3_large_fmnist_w3a3", "DuQ + negative padding"),
                         ("profit_mobilenet_v3_large_fmnist_w3a3_pact", "PACT (weights: SAWB)"),
-                        ("profit_mobilenet_v3_large_fmnist_w3a3_lsq", "LSQ"),
+                        ("profit_mobilenet_v3_large_fmnist_w3a3_lsq", "LSQ (weights: LSQ)"),
                         ("profit_mobilenet_v3_large_fmnist_w3a3_init999",
                          "DuQ + negative padding, activation clips from the 0.999 quantile")]
 
@@ -216,8 +216,10 @@ def comparison_sections(runs):
             "The same FP start and teacher, the same PROFIT phase list; only `policy.method` "
             "differs (PACT quantizes the weights with SAWB, baselines.md), except in the "
             "`_init999` row: DuQ with its activation clips started at the 0.999 quantile "
-            "instead of the spec's 0.95 (`policy.act_init_quantile`). Drop vs the FP "
-            "MobileNetV3-Large.",
+            "instead of the spec's 0.95 (`policy.act_init_quantile`). At each width change "
+            "DuQ and PACT keep their learned clips; LSQ's step is multiplied by "
+            "sqrt(Q_P(old)/Q_P(new)), as its initialisation rule would set it (see the "
+            "reading). Drop vs the FP MobileNetV3-Large.",
             "",
         ]
         lines += table(["recipe", "quantizer", "seeds", "final top-1", "EMA top-1", "drop (pt)"],
