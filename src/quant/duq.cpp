@@ -60,21 +60,21 @@ torch::Tensor duq_quantize(const torch::Tensor& h, const torch::Tensor& a, const
   return DuqFunction::apply(h, a, c, g.beta, g.lo, g.levels, g.d);
 }
 
-torch::Tensor duq_quantize_reference(const torch::Tensor& h, const torch::Tensor& a,
-                                     const torch::Tensor& c, const DuqGrid& g) {
-  auto z = g.levels * torch::hardtanh((h + g.beta) / a, g.lo, 1.0);
-  auto rounded = z + (torch::round(z) - z).detach();
-  return c * rounded / g.levels + g.d;
-}
-
 torch::Tensor duq_quantize_offset(const torch::Tensor& h, const torch::Tensor& a,
                                   const torch::Tensor& c, const torch::Tensor& beta,
                                   const torch::Tensor& beta_prime, const DuqGrid& g) {
-  // The reference composition with tensor offsets: autograd gives beta the in-range slope c/a
-  // (hardtanh's backward is strict) and beta_prime a 1 from every element.
+  // Plain autograd: hardtanh's backward is strict (the §1.3 clamp), so beta gets the in-range
+  // slope c/a, and beta_prime a 1 from every element.
   auto z = g.levels * torch::hardtanh((h + beta) / a, g.lo, 1.0);
   auto rounded = z + (torch::round(z) - z).detach();
   return c * rounded / g.levels + beta_prime;
+}
+
+torch::Tensor duq_quantize_reference(const torch::Tensor& h, const torch::Tensor& a,
+                                     const torch::Tensor& c, const DuqGrid& g) {
+  // The same composition with the kind's fixed offsets as constants.
+  return duq_quantize_offset(h, a, c, torch::scalar_tensor(g.beta, h.options()),
+                             torch::scalar_tensor(g.d, h.options()), g);
 }
 
 DuqImpl::DuqImpl(const QuantSpec& spec) : QuantizerImpl(spec) {
@@ -161,12 +161,10 @@ torch::Tensor DuqImpl::quantize(const torch::Tensor& x) {
   // With activation_in_quantize(), x is the raw input of a fused ReLU (absorbed by the clamp on
   // either path) or h-swish site (applied by the kernel, or here on the reference path).
   const bool hswish = activation_in_quantize() && spec_.fused() == FusedAct::kHSwish;
-  if (beta.defined()) {
-    const auto h = hswish ? hswish_strict(x) : x;
-    return duq_quantize_offset(h, av, cv, beta, beta_prime, grid);
-  }
-  if (fused_supported(x, {av, cv})) return duq_fused(x, av, cv, grid, hswish);
+  // Learned offsets (D8) bypass the fused kernel, which takes them as constants.
+  if (!beta.defined() && fused_supported(x, {av, cv})) return duq_fused(x, av, cv, grid, hswish);
   const auto h = hswish ? hswish_strict(x) : x;
+  if (beta.defined()) return duq_quantize_offset(h, av, cv, beta, beta_prime, grid);
   return duq_quantize(h, broadcastable(av, h), broadcastable(cv, h), grid);
 }
 

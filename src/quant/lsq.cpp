@@ -100,7 +100,7 @@ bool LsqImpl::carry_range(int old_bits) {
 }
 
 // In training the clip follows LSQ's own initialisation rule (clip ~ sqrt(Q_P)): in a V3-Large
-// W3A3 run the first 4-bit phase fell to 26.65 % top-1 with the 8-bit clip kept, and to 13.3 %
+// W3A3 run the first 4-bit phase fell to 26.65 % top-1 with the 8-bit clip kept, and further
 // with the 8-bit step kept (docs/results.md).
 bool LsqImpl::adapt_to_width(int old_bits) {
   return rescale_for_width(old_bits, 0.5);

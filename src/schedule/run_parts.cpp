@@ -46,14 +46,18 @@ std::vector<std::string> choose_frozen(const std::vector<std::string>& order,
   return already;
 }
 
-// The width of `role` in the last phase before phases[index] that quantized it (0: none).
-int previous_width(const std::vector<Phase>& phases, size_t index, SiteType role) {
+int width_of(const Phase& phase, SiteType role) {
+  return role == SiteType::kActivation ? phase.act_bits : phase.weight_bits;
+}
+
+// When phases[index] quantizes `role` at another width than the last earlier phase that
+// quantized it: that earlier width; otherwise 0.
+int width_changed_from(const std::vector<Phase>& phases, size_t index, SiteType role) {
   int before = 0;
-  for (size_t i = 0; i < index; ++i) {
-    const int bits = role == SiteType::kActivation ? phases[i].act_bits : phases[i].weight_bits;
-    if (bits > 0) before = bits;
-  }
-  return before;
+  for (size_t i = 0; i < index; ++i)
+    if (width_of(phases[i], role) > 0) before = width_of(phases[i], role);
+  const int bits = width_of(phases.at(index), role);
+  return bits == 0 || bits == before ? 0 : before;
 }
 
 }  // namespace
@@ -101,9 +105,7 @@ int refit_at_weight_width_change(nn::ClassifierImpl& model,
                                  const std::vector<quant::QuantSite>& sites,
                                  nn::ClassifierImpl* ema_model, const quant::QuantPolicy& policy,
                                  const std::vector<Phase>& phases, size_t index) {
-  const int bits = phases.at(index).weight_bits;
-  const int before = previous_width(phases, index, SiteType::kWeight);
-  if (bits == 0 || before == 0 || bits == before) return 0;
+  if (width_changed_from(phases, index, SiteType::kWeight) == 0) return 0;
   const int n = quant::refit_weight_clips(model, sites, policy);
   if (ema_model) copy_quantizers(model, *ema_model);
   return n;
@@ -115,10 +117,8 @@ int adapt_at_width_change(const std::vector<quant::QuantSite>& sites,
                           size_t index) {
   int n = 0;
   for (const auto type : {SiteType::kActivation, SiteType::kWeight}) {
-    const Phase& ph = phases.at(index);
-    const int bits = type == SiteType::kActivation ? ph.act_bits : ph.weight_bits;
-    const int before = previous_width(phases, index, type);
-    if (bits == 0 || before == 0 || bits == before) continue;
+    const int before = width_changed_from(phases, index, type);
+    if (before == 0) continue;
     n += quant::adapt_to_widths(sites, policy, before, type);
     quant::adapt_to_widths(ema_sites, policy, before, type);
   }
