@@ -6,6 +6,7 @@ import json
 import pathlib
 import re
 
+from plot_phase_compare import draw as draw_phase_compare
 from results_common import DOC, mean_std, table, write_section
 
 
@@ -103,6 +104,8 @@ QUANTIZER_COMPARISON = [("profit_mobilenet_v3_large_fmnist_w3a3", "DuQ + negativ
                         ("profit_mobilenet_v3_large_fmnist_w3a3_lsq", "LSQ (weights: LSQ)"),
                         ("profit_mobilenet_v3_large_fmnist_w3a3_init999",
                          "DuQ + negative padding, activation clips from the 0.999 quantile")]
+# Its phase-end plot (scripts/plot_phase_compare.py), drawn whenever the table is written.
+COMPARISON_IMG = "img/profit_v3_large_w3a3_quantizers.svg"
 
 
 def comparison_rows(runs, recipes):
@@ -224,6 +227,15 @@ def comparison_sections(runs):
         ]
         lines += table(["recipe", "quantizer", "seeds", "final top-1", "EMA top-1", "drop (pt)"],
                        compared)
+        groups = [(label, [r for p, r in runs if run_name(p) == name])
+                  for name, label in QUANTIZER_COMPARISON]
+        draw_phase_compare(groups, DOC.parent / COMPARISON_IMG)
+        images = sorted({r["config"]["profit"]["eval_images"] or 10000 for _, rs in groups
+                         for r in rs})
+        what = (f"Top-1 at each phase's end (first {'/'.join(f'{n:,}' for n in images)} test "
+                "images; mean over seeds, bar from the lowest to the highest seed; lower panel "
+                "zoomed)")
+        lines += ["", f"{what}: ![Phase-end top-1 per quantizer]({COMPARISON_IMG})"]
     return lines
 
 
