@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <set>
 
 #include "profit/io/recipe.h"
@@ -176,9 +177,14 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       TORCH_CHECK(false, path, ": unknown key '", key, "'");
     }
   }
-  // The offsets are DuQ's H-site parameters; under another method the key would do nothing.
-  TORCH_CHECK(!p.duq_learn_offset || p.method == "duq", path,
-              ": duq_learn_offset needs method duq, got method '", p.method, "'");
+  // The offsets are DuQ's H-site parameters: without DuQ anywhere (globally or by an override)
+  // the key would do nothing. quantize() checks that some h-swish site gets them.
+  const bool any_duq =
+      p.method == "duq" || std::any_of(p.rules.begin(), p.rules.end(),
+                                       [](const PolicyRule& r) { return r.method == "duq"; });
+  TORCH_CHECK(!p.duq_learn_offset || any_duq, path,
+              ": duq_learn_offset needs method duq (globally or in an override), got method '",
+              p.method, "'");
   return p;
 }
 
@@ -362,6 +368,15 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
       if (q) s->set_quant(q, fuses);
     }
   }
+  // A policy asking for learned offsets on a model without DuQ h-swish sites (MobileNetV1/V2, or
+  // overrides that give those sites another method) would silently keep the fixed ones.
+  TORCH_CHECK(!policy.duq_learn_offset || std::any_of(sites.begin(), sites.end(),
+                                                      [](const QuantSite& s) {
+                                                        return s.quantizer->spec().learn_offset();
+                                                      }),
+              "policy duq_learn_offset: no h-swish site of this model is quantized with DuQ "
+              "(method '",
+              policy.method, "')");
   return sites;
 }
 

@@ -174,6 +174,33 @@ TEST(Qat, DuqLearnOffsetReachesTheHSitesOnly) {
   EXPECT_THROW(load_policy(path), c10::Error);
 }
 
+// duq_learn_offset follows each site's resolved method: an override that gives DuQ to the
+// h-swish sites under another global method enables it there; a model or policy where no h-swish
+// site ends up with DuQ is an error (the key would do nothing).
+TEST(Qat, DuqLearnOffsetFollowsTheSiteMethod) {
+  const auto path = (profit::testing::temp_dir() / "learn_offset_override.yaml").string();
+  std::ofstream(path) << "method: pact\nduq_learn_offset: true\noverrides:\n"
+                         "  - {pattern: '*.block.0.2', method: duq}\n";
+  const QuantPolicy p = load_policy(path);
+  auto model = tiny("mobilenet_v3_large");
+  int learned = 0;
+  for (const auto& s : quantize(*model, p)) {
+    const bool duq_h =
+        s.quantizer->spec().method() == "duq" && s.quantizer->spec().kind() == SiteKind::kH;
+    EXPECT_EQ(s.quantizer->spec().learn_offset(), duq_h) << s.name;
+    learned += duq_h;
+  }
+  EXPECT_GT(learned, 0);
+  // The same override on a model without h-swish, and a policy whose DuQ reaches only weights.
+  EXPECT_THROW(quantize(*tiny("mobilenet_v2"), p), c10::Error);
+  std::ofstream(path) << "method: pact\nduq_learn_offset: true\noverrides:\n"
+                         "  - {pattern: '*.weight', method: duq}\n";
+  EXPECT_THROW(quantize(*tiny("mobilenet_v3_large"), load_policy(path)), c10::Error);
+  QuantPolicy v2;
+  v2.duq_learn_offset = true;
+  EXPECT_THROW(quantize(*tiny("mobilenet_v2"), v2), c10::Error);
+}
+
 TEST(Qat, MobileNetV3Layout) {
   auto model = tiny("mobilenet_v3_large");
   auto m = by_name(quantize(*model, QuantPolicy()));

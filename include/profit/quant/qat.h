@@ -69,7 +69,9 @@ struct QuantPolicy {
   /// code's, for parity runs: profit.md D2; QuantSpec::act_init_reference).
   std::string act_init = "intended";
   /// DuQ h-swish sites learn their offsets beta and beta' (profit.md D8; default off: fixed
-  /// +3/8 and -3/8 as in the reference; QuantSpec::learn_offset). Needs method duq.
+  /// +3/8 and -3/8 as in the reference; QuantSpec::learn_offset). Applies to the h-swish sites
+  /// whose resolved method is duq (global or override); load_policy rejects it without duq
+  /// anywhere, quantize() when no h-swish site of the model gets it.
   bool duq_learn_offset = false;
   std::vector<PolicyRule> rules;
 };
