@@ -1,11 +1,6 @@
 #include "profit/quant/qat.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
-#include <set>
-
-#include "profit/io/recipe.h"
 
 namespace profit::quant {
 
@@ -48,20 +43,6 @@ bool glob_match(const std::string& p, const std::string& t) {
 
 namespace {
 
-template <typename T>
-T yaml_value(const YAML::Node& n, const std::string& path, const std::string& key) {
-  try {
-    return n.as<T>();
-  } catch (const YAML::Exception&) {
-    TORCH_CHECK(false, path, ": key '", key, "' has a bad value");
-  }
-  return T();
-}
-
-void check_bits(int bits, const std::string& path, const std::string& key) {
-  TORCH_CHECK(bits >= 2 && bits <= 8, path, ": key '", key, "' must be in [2, 8], got ", bits);
-}
-
 // MobileNetV3's SE activation sites: the SE module is the only child of a block's "block"
 // sequence with sites named input_site, relu and gate (D9).
 bool se_site(const std::string& site) {
@@ -101,133 +82,6 @@ Resolved resolve(const QuantPolicy& p, const std::string& site, SiteType type) {
 }
 
 }  // namespace
-
-QuantPolicy load_policy(const std::string& path, const std::string& section) {
-  YAML::Node root = io::load_recipe(path);
-  if (!section.empty()) {
-    if (!root.IsMap() || !root[section]) return QuantPolicy();
-    root = root[section];
-  }
-  TORCH_CHECK(root.IsMap(), path, ": a policy is a YAML mapping");
-  QuantPolicy p;
-  for (const auto& kv : root) {
-    const auto key = kv.first.as<std::string>();
-    const auto& v = kv.second;
-    if (key == "method")
-      p.method = yaml_value<std::string>(v, path, key);
-    else if (key == "weight_method")
-      p.weight_method = yaml_value<std::string>(v, path, key);
-    else if (key == "act_bits")
-      check_bits(p.act_bits = yaml_value<int>(v, path, key), path, key);
-    else if (key == "weight_bits")
-      check_bits(p.weight_bits = yaml_value<int>(v, path, key), path, key);
-    else if (key == "per_channel")
-      p.per_channel = yaml_value<bool>(v, path, key);
-    else if (key == "relu6_to_relu")
-      p.relu6_to_relu = yaml_value<bool>(v, path, key);
-    else if (key == "keep_tail_relu6")
-      p.keep_tail_relu6 = yaml_value<bool>(v, path, key);
-    else if (key == "quantize_gate")
-      p.quantize_gate = yaml_value<bool>(v, path, key);
-    else if (key == "act_init_quantile") {
-      p.act_init_quantile = yaml_value<double>(v, path, key);
-      TORCH_CHECK(p.act_init_quantile > 0.0 && p.act_init_quantile <= 1.0, path,
-                  ": act_init_quantile must be in (0, 1], got ", p.act_init_quantile);
-    } else if (key == "act_init") {
-      p.act_init = yaml_value<std::string>(v, path, key);
-      TORCH_CHECK(p.act_init == "intended" || p.act_init == "reference", path,
-                  ": act_init must be intended or reference, got '", p.act_init, "'");
-    } else if (key == "duq_learn_offset") {
-      p.duq_learn_offset = yaml_value<bool>(v, path, key);
-    } else if (key == "se_act_bits") {
-      if (v.IsScalar() && v.Scalar() == "global")
-        p.se_act_bits = 0;
-      else
-        check_bits(p.se_act_bits = yaml_value<int>(v, path, key), path, key);
-    } else if (key == "placement") {
-      p.placement = yaml_value<std::string>(v, path, key);
-      TORCH_CHECK(p.placement == "profit" || p.placement == "fat", path,
-                  ": placement must be profit or fat, got '", p.placement, "'");
-    } else if (key == "overrides") {
-      TORCH_CHECK(v.IsSequence(), path, ": 'overrides' must be a list");
-      for (const auto& item : v) {
-        TORCH_CHECK(item.IsMap(), path, ": each override is a mapping");
-        PolicyRule rule;
-        for (const auto& okv : item) {
-          const auto okey = okv.first.as<std::string>();
-          const std::string where = "overrides." + okey;
-          if (okey == "pattern")
-            rule.pattern = yaml_value<std::string>(okv.second, path, where);
-          else if (okey == "method")
-            rule.method = yaml_value<std::string>(okv.second, path, where);
-          else if (okey == "bits") {
-            rule.bits = yaml_value<int>(okv.second, path, where);
-            check_bits(*rule.bits, path, where);
-          } else if (okey == "per_channel")
-            rule.per_channel = yaml_value<bool>(okv.second, path, where);
-          else if (okey == "skip")
-            rule.skip = yaml_value<bool>(okv.second, path, where);
-          else
-            TORCH_CHECK(false, path, ": unknown key '", where, "'");
-        }
-        TORCH_CHECK(!rule.pattern.empty(), path, ": an override needs a 'pattern'");
-        p.rules.push_back(rule);
-      }
-    } else {
-      TORCH_CHECK(false, path, ": unknown key '", key, "'");
-    }
-  }
-  // The offsets are DuQ's H-site parameters: without DuQ anywhere (globally or by an override)
-  // the key would do nothing. quantize() checks that some h-swish site gets them.
-  const bool any_duq =
-      p.method == "duq" || std::any_of(p.rules.begin(), p.rules.end(),
-                                       [](const PolicyRule& r) { return r.method == "duq"; });
-  TORCH_CHECK(!p.duq_learn_offset || any_duq, path,
-              ": duq_learn_offset needs method duq (globally or in an override), got method '",
-              p.method, "'");
-  return p;
-}
-
-std::string policy_to_yaml(const QuantPolicy& p) {
-  YAML::Emitter out;
-  out << YAML::BeginMap;
-  out << YAML::Key << "method" << YAML::Value << p.method;
-  if (!p.weight_method.empty())
-    out << YAML::Key << "weight_method" << YAML::Value << p.weight_method;
-  out << YAML::Key << "act_bits" << YAML::Value << p.act_bits;
-  out << YAML::Key << "weight_bits" << YAML::Value << p.weight_bits;
-  out << YAML::Key << "per_channel" << YAML::Value << p.per_channel;
-  out << YAML::Key << "relu6_to_relu" << YAML::Value << p.relu6_to_relu;
-  if (p.keep_tail_relu6)  // written only when set: policies saved before the key read the same
-    out << YAML::Key << "keep_tail_relu6" << YAML::Value << true;
-  out << YAML::Key << "quantize_gate" << YAML::Value << p.quantize_gate;
-  out << YAML::Key << "placement" << YAML::Value << p.placement;
-  if (p.act_init_quantile != 0.95)  // written only when changed: default policies read as before
-    out << YAML::Key << "act_init_quantile" << YAML::Value << p.act_init_quantile;
-  if (p.act_init != "intended") out << YAML::Key << "act_init" << YAML::Value << p.act_init;
-  if (p.duq_learn_offset) out << YAML::Key << "duq_learn_offset" << YAML::Value << true;
-  if (p.se_act_bits != 8) {  // written only when changed, like act_init_quantile
-    out << YAML::Key << "se_act_bits" << YAML::Value;
-    if (p.se_act_bits)
-      out << p.se_act_bits;
-    else
-      out << "global";
-  }
-  if (!p.rules.empty()) {
-    out << YAML::Key << "overrides" << YAML::Value << YAML::BeginSeq;
-    for (const auto& r : p.rules) {
-      out << YAML::BeginMap << YAML::Key << "pattern" << YAML::Value << r.pattern;
-      if (r.method) out << YAML::Key << "method" << YAML::Value << *r.method;
-      if (r.bits) out << YAML::Key << "bits" << YAML::Value << *r.bits;
-      if (r.per_channel) out << YAML::Key << "per_channel" << YAML::Value << *r.per_channel;
-      if (r.skip) out << YAML::Key << "skip" << YAML::Value << true;
-      out << YAML::EndMap;
-    }
-    out << YAML::EndSeq;
-  }
-  out << YAML::EndMap;
-  return std::string(out.c_str()) + "\n";
-}
 
 void name_layers(torch::nn::Module& model) {
   for (const auto& item : model.named_modules("", false)) {
