@@ -103,7 +103,9 @@ QUANTIZER_COMPARISON = [("profit_mobilenet_v3_large_fmnist_w3a3", "DuQ + negativ
                         ("profit_mobilenet_v3_large_fmnist_w3a3_pact", "PACT (weights: SAWB)"),
                         ("profit_mobilenet_v3_large_fmnist_w3a3_lsq", "LSQ (weights: LSQ)"),
                         ("profit_mobilenet_v3_large_fmnist_w3a3_init999",
-                         "DuQ + negative padding, activation clips from the 0.999 quantile")]
+                         "DuQ + negative padding, activation clips from the 0.999 quantile"),
+                        ("profit_mobilenet_v3_large_fmnist_w3a3_learnoffset",
+                         "DuQ + negative padding, learned h-swish offsets (D8)")]
 # Its phase-end plot (scripts/plot_phase_compare.py), drawn whenever the table is written.
 COMPARISON_IMG = "img/profit_v3_large_w3a3_quantizers.svg"
 
@@ -137,6 +139,8 @@ def schedule_label(policy, r):
         schedule += f", activation clips start at the {float(quantile):g} quantile"
     if policy.get("keep_tail_relu6") == "true":
         schedule += ", ReLU6 before pooling (the spec: ReLU)"
+    if policy.get("duq_learn_offset") == "true":
+        schedule += ", h-swish offsets learned (profit.md D8)"
     if c["profit"].get("lr_update", "epoch") == "step":
         schedule += ", learning rate updated every step"
     quant_lr = c["profit"].get("quant_lr_scale", 0.01)
