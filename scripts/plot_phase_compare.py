@@ -8,6 +8,7 @@ phases on the full range, and the same on a zoomed range (points below it sit on
 edge, drawn hollow). The legend gives each group's final top-1 (10,000 images, mean ± std).
 Usage: plot_phase_compare.py OUT.svg LABEL=RUN_DIR[,RUN_DIR...] ...
 (scripts/results_profit.py draws the quantizer comparison with it when writing the table.)"""
+import html
 import json
 import pathlib
 import statistics
@@ -94,12 +95,12 @@ def draw(groups, out, zoom_span=10.0):
     svg += panel(290, 220, zoom[0], zoom[1], f"top-1 (%), {zoom[0]:g}-{zoom[1]:g}")
     for i, name in enumerate(names):
         svg.append(f"<text transform='translate({sx(i) + 3:.1f},518) rotate(90)' "
-                   f"font-size='9' fill='#333'>{name}</text>")
+                   f"font-size='9' fill='#333'>{html.escape(name)}</text>")
     for g, (label, rs, _) in enumerate(stats):
         y = 600 + 16 * g
         svg.append(f"<rect x='{left}' y='{y - 9}' width='10' height='10' "
                    f"fill='{COLORS[g % len(COLORS)]}'/><text x='{left + 14}' y='{y}'>"
-                   f"{final_label(label, rs)}</text>")
+                   f"{html.escape(final_label(label, rs))}</text>")
     svg.append("</svg>")
     pathlib.Path(out).write_text("\n".join(svg) + "\n")
 

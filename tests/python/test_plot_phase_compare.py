@@ -37,7 +37,7 @@ class PhaseCompare(unittest.TestCase):
     def test_means_bars_zoom_and_legend(self):
         a = [summary(1, [94.0, 80.0, 91.0], 91.0), summary(2, [94.0, 72.0, 92.0], 91.4)]
         b = [summary(1, [93.0, 90.0, 89.5], 89.0)]
-        root = self.draw([("A", a), ("B", b), ("empty", [])])
+        root = self.draw([("A <&>", a), ("B", b), ("empty", [])])
         lines = root.findall(f"{NS}polyline")
         self.assertEqual(len(lines), 4)  # two groups x two panels; the empty group is skipped
         # Full panel (top 40, height 220): 70 (the lowest run, 72, rounded down to 10) to 100.
@@ -62,7 +62,7 @@ class PhaseCompare(unittest.TestCase):
         # Each group's markers are shifted sideways, so A and B do not cover each other.
         self.assertLess(points(lines[0])[0][0], points(lines[1])[0][0])
         texts = [t.text for t in root.findall(f"{NS}text")]
-        self.assertIn("A (seeds 1, 2): final 91.20 ± 0.28", texts)
+        self.assertIn("A <&> (seeds 1, 2): final 91.20 ± 0.28", texts)  # escaped, parses back
         self.assertIn("B (seed 1): final 89.00", texts)
         self.assertEqual([t for t in texts if t in ("fp", "a4.bn", "w4.bn")],
                          ["fp", "a4.bn", "w4.bn"])
