@@ -11,16 +11,6 @@ namespace profit::quant {
 
 namespace {
 
-template <typename T>
-T yaml_value(const YAML::Node& n, const std::string& path, const std::string& key) {
-  try {
-    return n.as<T>();
-  } catch (const YAML::Exception&) {
-    TORCH_CHECK(false, path, ": key '", key, "' has a bad value");
-  }
-  return T();
-}
-
 void check_bits(int bits, const std::string& path, const std::string& key) {
   TORCH_CHECK(bits >= 2 && bits <= 8, path, ": key '", key, "' must be in [2, 8], got ", bits);
 }
@@ -39,38 +29,38 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
     const auto key = kv.first.as<std::string>();
     const auto& v = kv.second;
     if (key == "method")
-      p.method = yaml_value<std::string>(v, path, key);
+      p.method = io::yaml_as<std::string>(v, path, key);
     else if (key == "weight_method")
-      p.weight_method = yaml_value<std::string>(v, path, key);
+      p.weight_method = io::yaml_as<std::string>(v, path, key);
     else if (key == "act_bits")
-      check_bits(p.act_bits = yaml_value<int>(v, path, key), path, key);
+      check_bits(p.act_bits = io::yaml_as<int>(v, path, key), path, key);
     else if (key == "weight_bits")
-      check_bits(p.weight_bits = yaml_value<int>(v, path, key), path, key);
+      check_bits(p.weight_bits = io::yaml_as<int>(v, path, key), path, key);
     else if (key == "per_channel")
-      p.per_channel = yaml_value<bool>(v, path, key);
+      p.per_channel = io::yaml_as<bool>(v, path, key);
     else if (key == "relu6_to_relu")
-      p.relu6_to_relu = yaml_value<bool>(v, path, key);
+      p.relu6_to_relu = io::yaml_as<bool>(v, path, key);
     else if (key == "keep_tail_relu6")
-      p.keep_tail_relu6 = yaml_value<bool>(v, path, key);
+      p.keep_tail_relu6 = io::yaml_as<bool>(v, path, key);
     else if (key == "quantize_gate")
-      p.quantize_gate = yaml_value<bool>(v, path, key);
+      p.quantize_gate = io::yaml_as<bool>(v, path, key);
     else if (key == "act_init_quantile") {
-      p.act_init_quantile = yaml_value<double>(v, path, key);
+      p.act_init_quantile = io::yaml_as<double>(v, path, key);
       TORCH_CHECK(p.act_init_quantile > 0.0 && p.act_init_quantile <= 1.0, path,
                   ": act_init_quantile must be in (0, 1], got ", p.act_init_quantile);
     } else if (key == "act_init") {
-      p.act_init = yaml_value<std::string>(v, path, key);
+      p.act_init = io::yaml_as<std::string>(v, path, key);
       TORCH_CHECK(p.act_init == "intended" || p.act_init == "reference", path,
                   ": act_init must be intended or reference, got '", p.act_init, "'");
     } else if (key == "duq_learn_offset") {
-      p.duq_learn_offset = yaml_value<bool>(v, path, key);
+      p.duq_learn_offset = io::yaml_as<bool>(v, path, key);
     } else if (key == "se_act_bits") {
       if (v.IsScalar() && v.Scalar() == "global")
         p.se_act_bits = 0;
       else
-        check_bits(p.se_act_bits = yaml_value<int>(v, path, key), path, key);
+        check_bits(p.se_act_bits = io::yaml_as<int>(v, path, key), path, key);
     } else if (key == "placement") {
-      p.placement = yaml_value<std::string>(v, path, key);
+      p.placement = io::yaml_as<std::string>(v, path, key);
       TORCH_CHECK(p.placement == "profit" || p.placement == "fat", path,
                   ": placement must be profit or fat, got '", p.placement, "'");
     } else if (key == "overrides") {
@@ -82,16 +72,16 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
           const auto okey = okv.first.as<std::string>();
           const std::string where = "overrides." + okey;
           if (okey == "pattern")
-            rule.pattern = yaml_value<std::string>(okv.second, path, where);
+            rule.pattern = io::yaml_as<std::string>(okv.second, path, where);
           else if (okey == "method")
-            rule.method = yaml_value<std::string>(okv.second, path, where);
+            rule.method = io::yaml_as<std::string>(okv.second, path, where);
           else if (okey == "bits") {
-            rule.bits = yaml_value<int>(okv.second, path, where);
+            rule.bits = io::yaml_as<int>(okv.second, path, where);
             check_bits(*rule.bits, path, where);
           } else if (okey == "per_channel")
-            rule.per_channel = yaml_value<bool>(okv.second, path, where);
+            rule.per_channel = io::yaml_as<bool>(okv.second, path, where);
           else if (okey == "skip")
-            rule.skip = yaml_value<bool>(okv.second, path, where);
+            rule.skip = io::yaml_as<bool>(okv.second, path, where);
           else
             TORCH_CHECK(false, path, ": unknown key '", where, "'");
         }

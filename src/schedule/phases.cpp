@@ -80,20 +80,6 @@ std::vector<Phase> expand_schedule(const train::ProfitSettings& s) {
   return out;
 }
 
-namespace {
-
-template <typename T>
-T phase_value(const YAML::Node& v, const std::string& where, const std::string& key) {
-  try {
-    return v.as<T>();
-  } catch (const YAML::Exception&) {
-    TORCH_CHECK(false, where, ": bad value for '", key, "'");
-  }
-  return T{};
-}
-
-}  // namespace
-
 std::vector<Phase> load_phases(const std::string& path) {
   TORCH_CHECK(std::filesystem::exists(path), path, ": recipe not found");
   const YAML::Node root = io::load_recipe(path);
@@ -111,26 +97,26 @@ std::vector<Phase> load_phases(const std::string& path) {
       const auto key = kv.first.as<std::string>();
       const auto& v = kv.second;
       if (key == "name") {
-        p.name = phase_value<std::string>(v, where, key);
+        p.name = io::yaml_as<std::string>(v, where, key);
       } else if (key == "kind") {
         try {
-          p.kind = parse_phase_kind(phase_value<std::string>(v, where, key));
+          p.kind = parse_phase_kind(io::yaml_as<std::string>(v, where, key));
         } catch (const c10::Error& e) {
           TORCH_CHECK(false, where, ": ", e.what_without_backtrace());
         }
         has_kind = true;
       } else if (key == "epochs") {
-        p.epochs = phase_value<int64_t>(v, where, key);
+        p.epochs = io::yaml_as<int64_t>(v, where, key);
       } else if (key == "warmup") {
-        p.warmup = phase_value<int64_t>(v, where, key);
+        p.warmup = io::yaml_as<int64_t>(v, where, key);
       } else if (key == "act_bits") {
-        p.act_bits = phase_value<int>(v, where, key);
+        p.act_bits = io::yaml_as<int>(v, where, key);
       } else if (key == "weight_bits") {
-        p.weight_bits = phase_value<int>(v, where, key);
+        p.weight_bits = io::yaml_as<int>(v, where, key);
       } else if (key == "freeze_stage") {
-        p.freeze_stage = phase_value<int>(v, where, key);
+        p.freeze_stage = io::yaml_as<int>(v, where, key);
       } else if (key == "lr_scale") {
-        p.lr_scale = phase_value<double>(v, where, key);
+        p.lr_scale = io::yaml_as<double>(v, where, key);
       } else {
         TORCH_CHECK(false, where, ": unknown key '", key,
                     "' (name, kind, epochs, warmup, act_bits, weight_bits, freeze_stage, "

@@ -11,6 +11,7 @@
 // of bases that loops, a base or a file with a base whose top level is not a map.
 #pragma once
 
+#include <c10/util/Exception.h>
 #include <yaml-cpp/yaml.h>
 
 #include <string>
@@ -25,5 +26,16 @@ YAML::Node merge_recipe(const YAML::Node& base, const YAML::Node& over);
 
 /// The recipe at `path` with its bases merged, as YAML text (for --show-recipe).
 std::string resolved_recipe_text(const std::string& path);
+
+/// `node` read as T; a value of another type is an error "WHERE: key 'KEY' has a bad value".
+template <typename T>
+T yaml_as(const YAML::Node& node, const std::string& where, const std::string& key) {
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    TORCH_CHECK(false, where, ": key '", key, "' has a bad value");
+  }
+  return T();
+}
 
 }  // namespace profit::io
