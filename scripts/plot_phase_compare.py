@@ -56,8 +56,8 @@ def draw(groups, out, zoom_span=10.0):
     W, left, right = 900, 60, 20
     step = (W - left - right) / len(names)
     sx = lambda i: left + step * (i + 0.5)
-    height = 640 + 16 * len(groups)
-    svg = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{W}' height='{height}' "
+    svg_height = 640 + 16 * len(groups)
+    svg = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{W}' height='{svg_height}' "
            "font-family='sans-serif' font-size='10'><rect width='100%' height='100%' fill='white'/>",
            "<text x='60' y='16' font-size='13'>phase-end test top-1 (mean over seeds; bar: "
            "lowest to highest seed)</text>"]

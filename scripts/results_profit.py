@@ -110,13 +110,17 @@ QUANTIZER_COMPARISON = [("profit_mobilenet_v3_large_fmnist_w3a3", "DuQ + negativ
 COMPARISON_IMG = "img/profit_v3_large_w3a3_quantizers.svg"
 
 
+def recipe_groups(runs, recipes):
+    """[(name, label, summaries)] for each (recipe, label) that has runs, in the given order."""
+    groups = [(name, label, [r for p, r in runs if run_name(p) == name])
+              for name, label in recipes]
+    return [g for g in groups if g[2]]
+
+
 def comparison_rows(runs, recipes):
     """One row per (recipe, label) with runs: seeds, final and EMA top-1, drop vs FP."""
     rows = []
-    for name, label in recipes:
-        rs = [r for p, r in runs if run_name(p) == name]
-        if not rs:
-            continue
+    for name, label, rs in recipe_groups(runs, recipes):
         ema = [r["final_ema"]["top1"] for r in rs if "final_ema" in r]
         rows.append([f"`{name}`", label,
                      ", ".join(str(r["config"]["train"]["seed"]) for r in rs),
@@ -223,7 +227,9 @@ def comparison_sections(runs):
             "The same FP start and teacher, the same PROFIT phase list; only `policy.method` "
             "differs (PACT quantizes the weights with SAWB, baselines.md), except in the "
             "`_init999` row: DuQ with its activation clips started at the 0.999 quantile "
-            "instead of the spec's 0.95 (`policy.act_init_quantile`). At each width change "
+            "instead of the spec's 0.95 (`policy.act_init_quantile`), and the `_learnoffset` "
+            "row: DuQ with learned h-swish offsets (`policy.duq_learn_offset`, profit.md D8). "
+            "At each width change "
             "DuQ and PACT keep their learned clips; LSQ's step is multiplied by "
             "sqrt(Q_P(old)/Q_P(new)), as its initialisation rule would set it (see the "
             "reading). Drop vs the FP MobileNetV3-Large.",
@@ -231,8 +237,7 @@ def comparison_sections(runs):
         ]
         lines += table(["recipe", "quantizer", "seeds", "final top-1", "EMA top-1", "drop (pt)"],
                        compared)
-        groups = [(label, [r for p, r in runs if run_name(p) == name])
-                  for name, label in QUANTIZER_COMPARISON]
+        groups = [(label, rs) for _, label, rs in recipe_groups(runs, QUANTIZER_COMPARISON)]
         draw_phase_compare(groups, DOC.parent / COMPARISON_IMG)
         images = sorted({r["config"]["profit"]["eval_images"] or 10000 for _, rs in groups
                          for r in rs})

@@ -99,8 +99,10 @@ std::vector<Phase> load_phases(const std::string& path) {
       if (key == "name") {
         p.name = io::yaml_as<std::string>(v, where, key);
       } else if (key == "kind") {
+        // yaml_as names `where` itself; parse_phase_kind's error does not.
+        const auto kind = io::yaml_as<std::string>(v, where, key);
         try {
-          p.kind = parse_phase_kind(io::yaml_as<std::string>(v, where, key));
+          p.kind = parse_phase_kind(kind);
         } catch (const c10::Error& e) {
           TORCH_CHECK(false, where, ": ", e.what_without_backtrace());
         }
