@@ -23,73 +23,75 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
     if (!root.IsMap() || !root[section]) return QuantPolicy();
     root = root[section];
   }
-  TORCH_CHECK(root.IsMap(), path, ": a policy is a YAML mapping");
+  // Errors name the section too: "recipe.yaml: policy: key 'act_bits' ...", like the phase list's.
+  const std::string place = section.empty() ? path : path + ": " + section;
+  TORCH_CHECK(root.IsMap(), place, ": a policy is a YAML mapping");
   QuantPolicy p;
   for (const auto& kv : root) {
     const auto key = kv.first.as<std::string>();
     const auto& v = kv.second;
     if (key == "method")
-      p.method = io::yaml_as<std::string>(v, path, key);
+      p.method = io::yaml_as<std::string>(v, place, key);
     else if (key == "weight_method")
-      p.weight_method = io::yaml_as<std::string>(v, path, key);
+      p.weight_method = io::yaml_as<std::string>(v, place, key);
     else if (key == "act_bits")
-      check_bits(p.act_bits = io::yaml_as<int>(v, path, key), path, key);
+      check_bits(p.act_bits = io::yaml_as<int>(v, place, key), place, key);
     else if (key == "weight_bits")
-      check_bits(p.weight_bits = io::yaml_as<int>(v, path, key), path, key);
+      check_bits(p.weight_bits = io::yaml_as<int>(v, place, key), place, key);
     else if (key == "per_channel")
-      p.per_channel = io::yaml_as<bool>(v, path, key);
+      p.per_channel = io::yaml_as<bool>(v, place, key);
     else if (key == "relu6_to_relu")
-      p.relu6_to_relu = io::yaml_as<bool>(v, path, key);
+      p.relu6_to_relu = io::yaml_as<bool>(v, place, key);
     else if (key == "keep_tail_relu6")
-      p.keep_tail_relu6 = io::yaml_as<bool>(v, path, key);
+      p.keep_tail_relu6 = io::yaml_as<bool>(v, place, key);
     else if (key == "quantize_gate")
-      p.quantize_gate = io::yaml_as<bool>(v, path, key);
+      p.quantize_gate = io::yaml_as<bool>(v, place, key);
     else if (key == "act_init_quantile") {
-      p.act_init_quantile = io::yaml_as<double>(v, path, key);
-      TORCH_CHECK(p.act_init_quantile > 0.0 && p.act_init_quantile <= 1.0, path,
+      p.act_init_quantile = io::yaml_as<double>(v, place, key);
+      TORCH_CHECK(p.act_init_quantile > 0.0 && p.act_init_quantile <= 1.0, place,
                   ": act_init_quantile must be in (0, 1], got ", p.act_init_quantile);
     } else if (key == "act_init") {
-      p.act_init = io::yaml_as<std::string>(v, path, key);
-      TORCH_CHECK(p.act_init == "intended" || p.act_init == "reference", path,
+      p.act_init = io::yaml_as<std::string>(v, place, key);
+      TORCH_CHECK(p.act_init == "intended" || p.act_init == "reference", place,
                   ": act_init must be intended or reference, got '", p.act_init, "'");
     } else if (key == "duq_learn_offset") {
-      p.duq_learn_offset = io::yaml_as<bool>(v, path, key);
+      p.duq_learn_offset = io::yaml_as<bool>(v, place, key);
     } else if (key == "se_act_bits") {
       if (v.IsScalar() && v.Scalar() == "global")
         p.se_act_bits = 0;
       else
-        check_bits(p.se_act_bits = io::yaml_as<int>(v, path, key), path, key);
+        check_bits(p.se_act_bits = io::yaml_as<int>(v, place, key), place, key);
     } else if (key == "placement") {
-      p.placement = io::yaml_as<std::string>(v, path, key);
-      TORCH_CHECK(p.placement == "profit" || p.placement == "fat", path,
+      p.placement = io::yaml_as<std::string>(v, place, key);
+      TORCH_CHECK(p.placement == "profit" || p.placement == "fat", place,
                   ": placement must be profit or fat, got '", p.placement, "'");
     } else if (key == "overrides") {
-      TORCH_CHECK(v.IsSequence(), path, ": 'overrides' must be a list");
+      TORCH_CHECK(v.IsSequence(), place, ": 'overrides' must be a list");
       for (const auto& item : v) {
-        TORCH_CHECK(item.IsMap(), path, ": each override is a mapping");
+        TORCH_CHECK(item.IsMap(), place, ": each override is a mapping");
         PolicyRule rule;
         for (const auto& okv : item) {
           const auto okey = okv.first.as<std::string>();
           const std::string where = "overrides." + okey;
           if (okey == "pattern")
-            rule.pattern = io::yaml_as<std::string>(okv.second, path, where);
+            rule.pattern = io::yaml_as<std::string>(okv.second, place, where);
           else if (okey == "method")
-            rule.method = io::yaml_as<std::string>(okv.second, path, where);
+            rule.method = io::yaml_as<std::string>(okv.second, place, where);
           else if (okey == "bits") {
-            rule.bits = io::yaml_as<int>(okv.second, path, where);
-            check_bits(*rule.bits, path, where);
+            rule.bits = io::yaml_as<int>(okv.second, place, where);
+            check_bits(*rule.bits, place, where);
           } else if (okey == "per_channel")
-            rule.per_channel = io::yaml_as<bool>(okv.second, path, where);
+            rule.per_channel = io::yaml_as<bool>(okv.second, place, where);
           else if (okey == "skip")
-            rule.skip = io::yaml_as<bool>(okv.second, path, where);
+            rule.skip = io::yaml_as<bool>(okv.second, place, where);
           else
-            TORCH_CHECK(false, path, ": unknown key '", where, "'");
+            TORCH_CHECK(false, place, ": unknown key '", where, "'");
         }
-        TORCH_CHECK(!rule.pattern.empty(), path, ": an override needs a 'pattern'");
+        TORCH_CHECK(!rule.pattern.empty(), place, ": an override needs a 'pattern'");
         p.rules.push_back(rule);
       }
     } else {
-      TORCH_CHECK(false, path, ": unknown key '", key, "'");
+      TORCH_CHECK(false, place, ": unknown key '", key, "'");
     }
   }
   // The offsets are DuQ's H-site parameters: without DuQ anywhere (globally or by an override)
@@ -97,7 +99,7 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
   const bool any_duq =
       p.method == "duq" || std::any_of(p.rules.begin(), p.rules.end(),
                                        [](const PolicyRule& r) { return r.method == "duq"; });
-  TORCH_CHECK(!p.duq_learn_offset || any_duq, path,
+  TORCH_CHECK(!p.duq_learn_offset || any_duq, place,
               ": duq_learn_offset needs method duq (globally or in an override), got method '",
               p.method, "'");
   return p;

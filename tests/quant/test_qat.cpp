@@ -256,6 +256,13 @@ TEST(Qat, PolicyOverridesAndFiles) {
   std::ofstream(dir / "bits.yaml") << "weight_bits: 9\n";
   EXPECT_ERROR_CONTAINS(load_policy((dir / "bits.yaml").string()),
                         "key 'weight_bits' must be in [2, 8], got 9");
+  // Inside a recipe the error names the section as well as the file.
+  std::ofstream(dir / "r.yaml") << "epochs: 1\npolicy:\n  method: duq\n  act_bits: 1\n";
+  EXPECT_ERROR_CONTAINS(load_policy((dir / "r.yaml").string(), "policy"),
+                        "r.yaml: policy: key 'act_bits' must be in [2, 8], got 1");
+  std::ofstream(dir / "r2.yaml") << "policy: {methd: duq}\n";
+  EXPECT_ERROR_CONTAINS(load_policy((dir / "r2.yaml").string(), "policy"),
+                        "r2.yaml: policy: unknown key 'methd'");
   std::ofstream(dir / "q.yaml") << "act_init_quantile: 0\n";
   EXPECT_ERROR_CONTAINS(load_policy((dir / "q.yaml").string()),
                         "q.yaml: act_init_quantile must be in (0, 1], got 0");
