@@ -105,7 +105,9 @@ QUANTIZER_COMPARISON = [("profit_mobilenet_v3_large_fmnist_w3a3", "DuQ + negativ
                         ("profit_mobilenet_v3_large_fmnist_w3a3_init999",
                          "DuQ + negative padding, activation clips from the 0.999 quantile"),
                         ("profit_mobilenet_v3_large_fmnist_w3a3_learnoffset",
-                         "DuQ + negative padding, learned h-swish offsets (D8)")]
+                         "DuQ + negative padding, learned h-swish offsets (D8)"),
+                        ("profit_mobilenet_v3_large_fmnist_w3a3_pact_shift",
+                         "PACT (weights: SAWB), h-swish grid shifted to [-3/8, alpha - 3/8]")]
 # Its phase-end plot (scripts/plot_phase_compare.py), drawn whenever the table is written.
 COMPARISON_IMG = "img/profit_v3_large_w3a3_quantizers.svg"
 
@@ -145,6 +147,8 @@ def schedule_label(policy, r):
         schedule += ", ReLU6 before pooling (the spec: ReLU)"
     if policy.get("duq_learn_offset") == "true":
         schedule += ", h-swish offsets learned (profit.md D8)"
+    if policy.get("pact_hswish_shift") == "true":
+        schedule += ", PACT h-swish grid shifted to [-3/8, alpha - 3/8]"
     if c["profit"].get("lr_update", "epoch") == "step":
         schedule += ", learning rate updated every step"
     quant_lr = c["profit"].get("quant_lr_scale", 0.01)
@@ -228,7 +232,9 @@ def comparison_sections(runs):
             "differs (PACT quantizes the weights with SAWB, baselines.md), except in the "
             "`_init999` row: DuQ with its activation clips started at the 0.999 quantile "
             "instead of the spec's 0.95 (`policy.act_init_quantile`), and the `_learnoffset` "
-            "row: DuQ with learned h-swish offsets (`policy.duq_learn_offset`, profit.md D8). "
+            "row: DuQ with learned h-swish offsets (`policy.duq_learn_offset`, profit.md D8), "
+            "and the `_pact_shift` row: PACT whose h-swish grid covers [-3/8, alpha - 3/8] "
+            "instead of [0, alpha] (`policy.pact_hswish_shift`, baselines.md §1). "
             "At each width change "
             "DuQ and PACT keep their learned clips; LSQ's step is multiplied by "
             "sqrt(Q_P(old)/Q_P(new)), as its initialisation rule would set it (see the "

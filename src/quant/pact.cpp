@@ -70,6 +70,9 @@ PactImpl::PactImpl(const QuantSpec& spec) : QuantizerImpl(spec) {
               "PACT quantizes activations (sites U, S, H); use sawb or dorefa for weights");
   TORCH_CHECK(spec.fused() != FusedAct::kHSwish || spec.kind() == SiteKind::kH,
               "PACT: a fused h-swish needs kind H");
+  TORCH_CHECK(!spec.hswish_shift() || spec.kind() == SiteKind::kH,
+              "PACT: hswish_shift exists only on h-swish (H) sites");
+  hswish_shift = spec.hswish_shift();
   alpha = register_parameter("alpha", torch::full({1}, alpha_init_value));
 }
 

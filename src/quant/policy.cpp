@@ -56,6 +56,8 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
                   ": act_init must be intended or reference, got '", p.act_init, "'");
     } else if (key == "duq_learn_offset") {
       p.duq_learn_offset = io::yaml_as<bool>(v, place, key);
+    } else if (key == "pact_hswish_shift") {
+      p.pact_hswish_shift = io::yaml_as<bool>(v, place, key);
     } else if (key == "se_act_bits") {
       if (v.IsScalar() && v.Scalar() == "global")
         p.se_act_bits = 0;
@@ -102,6 +104,12 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
   TORCH_CHECK(!p.duq_learn_offset || any_duq, place,
               ": duq_learn_offset needs method duq (globally or in an override), got method '",
               p.method, "'");
+  const bool any_pact =
+      p.method == "pact" || std::any_of(p.rules.begin(), p.rules.end(),
+                                        [](const PolicyRule& r) { return r.method == "pact"; });
+  TORCH_CHECK(!p.pact_hswish_shift || any_pact, place,
+              ": pact_hswish_shift needs method pact (globally or in an override), got method '",
+              p.method, "'");
   return p;
 }
 
@@ -123,6 +131,7 @@ std::string policy_to_yaml(const QuantPolicy& p) {
     out << YAML::Key << "act_init_quantile" << YAML::Value << p.act_init_quantile;
   if (p.act_init != "intended") out << YAML::Key << "act_init" << YAML::Value << p.act_init;
   if (p.duq_learn_offset) out << YAML::Key << "duq_learn_offset" << YAML::Value << true;
+  if (p.pact_hswish_shift) out << YAML::Key << "pact_hswish_shift" << YAML::Value << true;
   if (p.se_act_bits != 8) {  // written only when changed, like act_init_quantile
     out << YAML::Key << "se_act_bits" << YAML::Value;
     if (p.se_act_bits)

@@ -154,7 +154,8 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
             .relu6_cap(relu6)
             .act_init_quantile(policy.act_init_quantile)
             .act_init_reference(policy.act_init == "reference")
-            .learn_offset(policy.duq_learn_offset && r.method == "duq" && kind == SiteKind::kH);
+            .learn_offset(policy.duq_learn_offset && r.method == "duq" && kind == SiteKind::kH)
+            .hswish_shift(policy.pact_hswish_shift && r.method == "pact" && kind == SiteKind::kH);
     if (r.per_channel) spec.per_channel(true).channels(channels);
     auto q = make_quantizer(spec, site);
     sites.push_back({site, type, q});
@@ -229,6 +230,13 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
                                                         return s.quantizer->spec().learn_offset();
                                                       }),
               "policy duq_learn_offset: no h-swish site of this model is quantized with DuQ "
+              "(method '",
+              policy.method, "')");
+  TORCH_CHECK(!policy.pact_hswish_shift || std::any_of(sites.begin(), sites.end(),
+                                                       [](const QuantSite& s) {
+                                                         return s.quantizer->spec().hswish_shift();
+                                                       }),
+              "policy pact_hswish_shift: no h-swish site of this model is quantized with PACT "
               "(method '",
               policy.method, "')");
   return sites;

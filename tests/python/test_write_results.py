@@ -55,6 +55,9 @@ class WriteResultsProfit(unittest.TestCase):
                          "no freezing; A 8→4, W 8→4")
         self.assertEqual(w.schedule_label({"duq_learn_offset": "true"}, r),
                          "no freezing, h-swish offsets learned (profit.md D8); A 8→4, W 8→4")
+        self.assertEqual(w.schedule_label({"pact_hswish_shift": "true"}, r),
+                         "no freezing, PACT h-swish grid shifted to [-3/8, alpha - 3/8]; "
+                         "A 8→4, W 8→4")
 
     def test_goal_verdict_uses_the_mean_drop_and_counts_seeds(self):
         runs = [run("profit_w4a4", 1, 94.0, 93.8), run("profit_w4a4", 2, 94.0, 93.6),

@@ -134,9 +134,9 @@ TEST(Pact, OutputsLieOnTheGrid) {
 
 // hswish_shift: the quantizer sees x + 3/8, so h-swish's negative part keeps a gradient.
 TEST(Pact, HSwishShiftCoversTheNegativeRange) {
-  PactImpl q(QuantSpec("pact", 4, SiteKind::kH));
+  PactImpl q(QuantSpec("pact", 4, SiteKind::kH).hswish_shift(true));
+  EXPECT_TRUE(q.hswish_shift);
   q.to(torch::kFloat64);
-  q.hswish_shift = true;
   q.set_alpha(3.0);
   q.set_state(QuantState::kQuantizing);
   auto x = torch::tensor({-0.3, 3.0}, torch::kFloat64).requires_grad_();
@@ -210,6 +210,8 @@ TEST(Pact, RejectsWeightsAndMisfusedHSwish) {
   EXPECT_ERROR_CONTAINS(PactImpl(QuantSpec("pact", 4, SiteKind::kW)), "activations");
   EXPECT_ERROR_CONTAINS(PactImpl(QuantSpec("pact", 4, SiteKind::kU).fused(FusedAct::kHSwish)),
                         "kind H");
+  EXPECT_ERROR_CONTAINS(PactImpl(QuantSpec("pact", 4, SiteKind::kU).hswish_shift(true)),
+                        "hswish_shift exists only on h-swish (H) sites");
   // Through the registry the layer name is in the error (baselines.md §7.7).
   register_quantizer("pact", [](const QuantSpec& s) { return std::make_shared<PactImpl>(s); });
   EXPECT_ERROR_CONTAINS(make_quantizer(QuantSpec("pact", 4, SiteKind::kW), "features.3.conv.0"),

@@ -5,6 +5,7 @@
 #include "profit/io/state_dict.h"
 #include "profit/quant/cost.h"
 #include "profit/quant/duq.h"
+#include "profit/quant/pact.h"
 #include "profit/quant/qat.h"
 #include "profit/schedule/groups.h"
 
@@ -199,6 +200,36 @@ TEST(Qat, DuqLearnOffsetFollowsTheSiteMethod) {
   QuantPolicy v2;
   v2.duq_learn_offset = true;
   EXPECT_THROW(quantize(*tiny("mobilenet_v2"), v2), c10::Error);
+}
+
+// baselines.md §1's H-row option: the shift reaches exactly the PACT h-swish sites, survives the
+// policy's YAML round trip, and a policy or model where it would do nothing is an error.
+TEST(Qat, PactHSwishShiftReachesThePactHSites) {
+  const auto dir = profit::testing::temp_dir();
+  const auto path = (dir / "shift.yaml").string();
+  std::ofstream(path) << "method: pact\nweight_method: sawb\npact_hswish_shift: true\n";
+  const QuantPolicy p = load_policy(path);
+  EXPECT_TRUE(p.pact_hswish_shift);
+  auto model = tiny("mobilenet_v3_large");
+  int shifted = 0;
+  for (const auto& s : quantize(*model, p)) {
+    const bool h = s.quantizer->spec().kind() == SiteKind::kH;
+    EXPECT_EQ(s.quantizer->spec().hswish_shift(), h) << s.name;
+    if (auto pact = std::dynamic_pointer_cast<PactImpl>(s.quantizer))
+      EXPECT_EQ(pact->hswish_shift, h) << s.name;
+    shifted += h;
+  }
+  EXPECT_GT(shifted, 0);
+  std::ofstream(dir / "shift2.yaml") << policy_to_yaml(p);
+  EXPECT_TRUE(load_policy((dir / "shift2.yaml").string()).pact_hswish_shift);
+  EXPECT_EQ(policy_to_yaml(QuantPolicy()).find("pact_hswish_shift"), std::string::npos);
+  // No h-swish in MobileNetV2; no PACT anywhere in the policy.
+  EXPECT_ERROR_CONTAINS(quantize(*tiny("mobilenet_v2"), p),
+                        "policy pact_hswish_shift: no h-swish site of this model is quantized "
+                        "with PACT");
+  std::ofstream(dir / "shift3.yaml") << "method: duq\npact_hswish_shift: true\n";
+  EXPECT_ERROR_CONTAINS(load_policy((dir / "shift3.yaml").string()),
+                        "shift3.yaml: pact_hswish_shift needs method pact");
 }
 
 TEST(Qat, MobileNetV3Layout) {

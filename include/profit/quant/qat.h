@@ -73,14 +73,20 @@ struct QuantPolicy {
   /// whose resolved method is duq (global or override); load_policy rejects it without duq
   /// anywhere, quantize() when no h-swish site of the model gets it.
   bool duq_learn_offset = false;
+  /// PACT h-swish sites quantize h + 3/8 and subtract it again, so the grid covers
+  /// [-3/8, alpha - 3/8] (baselines.md §1 H row, option hswish_shift; default off: negatives clip
+  /// to 0). Applies to the h-swish sites whose resolved method is pact; checked like
+  /// duq_learn_offset.
+  bool pact_hswish_shift = false;
   std::vector<PolicyRule> rules;
 };
 
 /// Reads a YAML policy. Keys: method, weight_method, act_bits, weight_bits, per_channel,
 /// relu6_to_relu, keep_tail_relu6, quantize_gate, placement, act_init_quantile, act_init,
-/// se_act_bits, duq_learn_offset, overrides: [{pattern, method, bits, per_channel, skip}]. Unknown
-/// keys and bad values are errors naming the file and key. With `section`, the policy is that
-/// top-level section of the file (a recipe's `policy:`); absent -> defaults.
+/// se_act_bits, duq_learn_offset, pact_hswish_shift, overrides: [{pattern, method, bits,
+/// per_channel, skip}]. Unknown keys and bad values are errors naming the file and key. With
+/// `section`, the policy is that top-level section of the file (a recipe's `policy:`); absent ->
+/// defaults.
 QuantPolicy load_policy(const std::string& path, const std::string& section = "");
 
 /// The policy as YAML that load_policy() reads back to an equal policy.

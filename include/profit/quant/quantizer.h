@@ -68,6 +68,9 @@ struct QuantSpec {
   /// the input offset beta and the output offset beta' (the grid's lowest level) are learnable
   /// scalars "beta" and "beta_prime", initialised to +3/8 and -3/8. Other kinds have no offsets.
   TORCH_ARG(bool, learn_offset) = false;
+  /// PACT H sites (baselines.md §1, option hswish_shift; policy pact_hswish_shift): the grid
+  /// covers [-3/8, alpha - 3/8] instead of clipping h-swish's negative part to 0.
+  TORCH_ARG(bool, hswish_shift) = false;
 };
 
 /// Base class of all quantizers.
