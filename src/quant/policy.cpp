@@ -96,20 +96,18 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       TORCH_CHECK(false, place, ": unknown key '", key, "'");
     }
   }
-  // The offsets are DuQ's H-site parameters: without DuQ anywhere (globally or by an override)
-  // the key would do nothing. quantize() checks that some h-swish site gets them.
-  const bool any_duq =
-      p.method == "duq" || std::any_of(p.rules.begin(), p.rules.end(),
-                                       [](const PolicyRule& r) { return r.method == "duq"; });
-  TORCH_CHECK(!p.duq_learn_offset || any_duq, place,
-              ": duq_learn_offset needs method duq (globally or in an override), got method '",
-              p.method, "'");
-  const bool any_pact =
-      p.method == "pact" || std::any_of(p.rules.begin(), p.rules.end(),
-                                        [](const PolicyRule& r) { return r.method == "pact"; });
-  TORCH_CHECK(!p.pact_hswish_shift || any_pact, place,
-              ": pact_hswish_shift needs method pact (globally or in an override), got method '",
-              p.method, "'");
+  // The H-site options of one method (DuQ's learned offsets, PACT's shifted grid) would do
+  // nothing without that method anywhere (globally or by an override). quantize() checks that
+  // some h-swish site of the model gets them.
+  auto require_method = [&](bool option, const char* key, const std::string& method) {
+    const bool used =
+        p.method == method || std::any_of(p.rules.begin(), p.rules.end(),
+                                          [&](const PolicyRule& r) { return r.method == method; });
+    TORCH_CHECK(!option || used, place, ": ", key, " needs method ", method,
+                " (globally or in an override), got method '", p.method, "'");
+  };
+  require_method(p.duq_learn_offset, "duq_learn_offset", "duq");
+  require_method(p.pact_hswish_shift, "pact_hswish_shift", "pact");
   return p;
 }
 

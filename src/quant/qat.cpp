@@ -223,22 +223,19 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
       if (q) s->set_quant(q, fuses);
     }
   }
-  // A policy asking for learned offsets on a model without DuQ h-swish sites (MobileNetV1/V2, or
-  // overrides that give those sites another method) would silently keep the fixed ones.
-  TORCH_CHECK(!policy.duq_learn_offset || std::any_of(sites.begin(), sites.end(),
-                                                      [](const QuantSite& s) {
-                                                        return s.quantizer->spec().learn_offset();
-                                                      }),
-              "policy duq_learn_offset: no h-swish site of this model is quantized with DuQ "
-              "(method '",
-              policy.method, "')");
-  TORCH_CHECK(!policy.pact_hswish_shift || std::any_of(sites.begin(), sites.end(),
-                                                       [](const QuantSite& s) {
-                                                         return s.quantizer->spec().hswish_shift();
-                                                       }),
-              "policy pact_hswish_shift: no h-swish site of this model is quantized with PACT "
-              "(method '",
-              policy.method, "')");
+  // An H-site option on a model without h-swish sites of that method (MobileNetV1/V2, or
+  // overrides that give those sites another method) would silently do nothing.
+  auto require_site = [&](bool option, const char* key, const char* method, auto has) {
+    const bool reached = std::any_of(sites.begin(), sites.end(),
+                                     [&](const QuantSite& s) { return has(s.quantizer->spec()); });
+    TORCH_CHECK(!option || reached, "policy ", key,
+                ": no h-swish site of this model is quantized with ", method, " (method '",
+                policy.method, "')");
+  };
+  require_site(policy.duq_learn_offset, "duq_learn_offset", "DuQ",
+               [](const QuantSpec& q) { return q.learn_offset(); });
+  require_site(policy.pact_hswish_shift, "pact_hswish_shift", "PACT",
+               [](const QuantSpec& q) { return q.hswish_shift(); });
   return sites;
 }
 
