@@ -231,7 +231,7 @@ def comparison_sections(runs):
             "The same FP start and teacher, the same PROFIT phase list; only `policy.method` "
             "differs (PACT quantizes the weights with SAWB, baselines.md), except in the "
             "`_init999` row: DuQ with its activation clips started at the 0.999 quantile "
-            "instead of the spec's 0.95 (`policy.act_init_quantile`), and the `_learnoffset` "
+            "instead of the spec's 0.95 (`policy.act_init_quantile`), the `_learnoffset` "
             "row: DuQ with learned h-swish offsets (`policy.duq_learn_offset`, profit.md D8), "
             "and the `_pact_shift` row: PACT whose h-swish grid covers [-3/8, alpha - 3/8] "
             "instead of [0, alpha] (`policy.pact_hswish_shift`, baselines.md §1). "

@@ -72,7 +72,6 @@ PactImpl::PactImpl(const QuantSpec& spec) : QuantizerImpl(spec) {
               "PACT: a fused h-swish needs kind H");
   TORCH_CHECK(!spec.hswish_shift() || spec.kind() == SiteKind::kH,
               "PACT: hswish_shift exists only on h-swish (H) sites");
-  hswish_shift = spec.hswish_shift();
   alpha = register_parameter("alpha", torch::full({1}, alpha_init_value));
 }
 
@@ -111,7 +110,7 @@ void PactImpl::init_from(const torch::Tensor& h) {
       // The statistic of the values the grid covers: |h| for two-sided, h + 3/8 when shifted.
       torch::Tensor stat = h.detach();
       if (is_signed()) stat = stat.abs();
-      if (spec_.kind() == SiteKind::kH && hswish_shift) stat = stat + kHSwishShift;
+      if (hswish_shift()) stat = stat + kHSwishShift;
       v = percentile(stat, kPercentile);
     }
   }
@@ -133,7 +132,7 @@ torch::Tensor PactImpl::step_size() const {
 torch::Tensor PactImpl::quantize(const torch::Tensor& h) {
   const bool residual = alpha_grad == AlphaGrad::kResidual;
   auto a = alpha.clamp_min(kMinAlpha);
-  if (spec_.kind() == SiteKind::kH && hswish_shift) {
+  if (hswish_shift()) {
     return pact_quantize(h + kHSwishShift, a, levels(), false, residual) - kHSwishShift;
   }
   // h is the raw pre-activation when activation_in_quantize(): the kernel applies the ReLU.

@@ -119,8 +119,7 @@ TEST(Pact, OutputsLieOnTheGrid) {
   };
   for (const Case& c : {Case{SiteKind::kU, false, 0.0, 8}, Case{SiteKind::kS, false, 0.0, 7},
                         Case{SiteKind::kH, false, 0.0, 8}, Case{SiteKind::kH, true, -0.375, 8}}) {
-    PactImpl q(QuantSpec("pact", 3, c.kind));
-    q.hswish_shift = c.shift;
+    PactImpl q(QuantSpec("pact", 3, c.kind).hswish_shift(c.shift));
     q.set_alpha(2.0);
     q.set_state(QuantState::kQuantizing);
     auto y = q.forward(x).detach();
@@ -135,7 +134,7 @@ TEST(Pact, OutputsLieOnTheGrid) {
 // hswish_shift: the quantizer sees x + 3/8, so h-swish's negative part keeps a gradient.
 TEST(Pact, HSwishShiftCoversTheNegativeRange) {
   PactImpl q(QuantSpec("pact", 4, SiteKind::kH).hswish_shift(true));
-  EXPECT_TRUE(q.hswish_shift);
+  EXPECT_TRUE(q.hswish_shift());
   q.to(torch::kFloat64);
   q.set_alpha(3.0);
   q.set_state(QuantState::kQuantizing);
@@ -173,8 +172,7 @@ TEST(Pact, InitRules) {
   s.init_from(h);
   EXPECT_FLOAT_EQ(s.alpha.item<float>(), 500.0f);
   // H with hswish_shift: P99.9 of h + 3/8.
-  PactImpl hs(QuantSpec("pact", 4, SiteKind::kH));
-  hs.hswish_shift = true;
+  PactImpl hs(QuantSpec("pact", 4, SiteKind::kH).hswish_shift(true));
   hs.init_from(h);
   EXPECT_FLOAT_EQ(hs.alpha.item<float>(), 499.375f);
   // ReLU6 site: 6, whatever the data.

@@ -216,7 +216,7 @@ TEST(Qat, PactHSwishShiftReachesThePactHSites) {
     const bool h = s.quantizer->spec().kind() == SiteKind::kH;
     EXPECT_EQ(s.quantizer->spec().hswish_shift(), h) << s.name;
     if (auto pact = std::dynamic_pointer_cast<PactImpl>(s.quantizer))
-      EXPECT_EQ(pact->hswish_shift, h) << s.name;
+      EXPECT_EQ(pact->hswish_shift(), h) << s.name;
     shifted += h;
   }
   EXPECT_GT(shifted, 0);

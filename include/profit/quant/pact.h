@@ -65,7 +65,8 @@ class PactImpl : public QuantizerImpl {
   AlphaInit alpha_init = AlphaInit::kPercentile;  // option pact_alpha_init
   double alpha_init_value = 6.0;                  // alpha0 for AlphaInit::kConst
   double lambda_alpha = 0.0;  // L2 penalty on alpha; the trainer sets it to the weight decay
-  bool hswish_shift = false;  // H sites: quantize x + 3/8 (from QuantSpec::hswish_shift)
+  /// H sites quantize x + 3/8 (QuantSpec::hswish_shift; the constructor rejects it elsewhere).
+  bool hswish_shift() const { return spec_.hswish_shift(); }
 
  protected:
   torch::Tensor quantize(const torch::Tensor& h) override;
