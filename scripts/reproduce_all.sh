@@ -34,6 +34,6 @@ bash scripts/profit_table.sh "${v2[@]}" profit_mobilenet_v1_fmnist_w4a4@1 \
   profit_mobilenet_v3_large_fmnist_w3a3_pact profit_mobilenet_v3_large_fmnist_w3a3_lsq \
   profit_mobilenet_v3_large_fmnist_w4a4_init999@1 profit_mobilenet_v3_large_fmnist_w3a3_init999@1 \
   profit_mobilenet_v3_large_fmnist_w3a3_learnoffset@1 \
-  profit_mobilenet_v3_large_fmnist_w3a3_pact_shift@1 \
+  profit_mobilenet_v3_large_fmnist_w3a3_pact_shift@1 profit_mobilenet_v3_large_fmnist_w3a3_pact_decay@1 \
   -- "${seeds[@]}"
 bash scripts/bench_table.sh

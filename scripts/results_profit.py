@@ -107,7 +107,9 @@ QUANTIZER_COMPARISON = [("profit_mobilenet_v3_large_fmnist_w3a3", "DuQ + negativ
                         ("profit_mobilenet_v3_large_fmnist_w3a3_learnoffset",
                          "DuQ + negative padding, learned h-swish offsets (D8)"),
                         ("profit_mobilenet_v3_large_fmnist_w3a3_pact_shift",
-                         "PACT (weights: SAWB), h-swish grid shifted to [-3/8, alpha - 3/8]")]
+                         "PACT (weights: SAWB), h-swish grid shifted to [-3/8, alpha - 3/8]"),
+                        ("profit_mobilenet_v3_large_fmnist_w3a3_pact_decay",
+                         "PACT (weights: SAWB), L2 penalty on alpha at the weight decay")]
 # Its phase-end plot (scripts/plot_phase_compare.py), drawn whenever the table is written.
 COMPARISON_IMG = "img/profit_v3_large_w3a3_quantizers.svg"
 
@@ -149,6 +151,10 @@ def schedule_label(policy, r):
         schedule += ", h-swish offsets learned (profit.md D8)"
     if policy.get("pact_hswish_shift") == "true":
         schedule += ", PACT h-swish grid shifted to [-3/8, alpha - 3/8]"
+    if policy.get("method") == "pact":  # runs saved before the key existed had no penalty
+        decay = float(policy.get("pact_alpha_decay", 0))
+        schedule += (f", L2 penalty {decay:g} on PACT's alpha" if decay
+                     else ", no L2 penalty on PACT's alpha (§1.4 default: the weight decay)")
     if c["profit"].get("lr_update", "epoch") == "step":
         schedule += ", learning rate updated every step"
     quant_lr = c["profit"].get("quant_lr_scale", 0.01)
@@ -233,8 +239,12 @@ def comparison_sections(runs):
             "`_init999` row: DuQ with its activation clips started at the 0.999 quantile "
             "instead of the spec's 0.95 (`policy.act_init_quantile`), the `_learnoffset` "
             "row: DuQ with learned h-swish offsets (`policy.duq_learn_offset`, profit.md D8), "
-            "and the `_pact_shift` row: PACT whose h-swish grid covers [-3/8, alpha - 3/8] "
-            "instead of [0, alpha] (`policy.pact_hswish_shift`, baselines.md §1). "
+            "the `_pact_shift` row: PACT whose h-swish grid covers [-3/8, alpha - 3/8] "
+            "instead of [0, alpha] (`policy.pact_hswish_shift`, baselines.md §1), and the "
+            "`_pact_decay` row: PACT with the L2 penalty lambda * alpha^2 at lambda = the weight "
+            "decay (`policy.pact_alpha_decay`, baselines.md §1.4's project default; the other "
+            "PACT runs have none: they were made before the phase engine applied it, and their "
+            "recipe pins `pact_alpha_decay: 0` so that they reproduce). "
             "At each width change "
             "DuQ and PACT keep their learned clips; LSQ's step is multiplied by "
             "sqrt(Q_P(old)/Q_P(new)), as its initialisation rule would set it (see the "

@@ -72,7 +72,11 @@ PactImpl::PactImpl(const QuantSpec& spec) : QuantizerImpl(spec) {
               "PACT: a fused h-swish needs kind H");
   TORCH_CHECK(!spec.hswish_shift() || spec.kind() == SiteKind::kH,
               "PACT: hswish_shift exists only on h-swish (H) sites");
-  alpha = register_parameter("alpha", torch::full({1}, alpha_init_value));
+  TORCH_CHECK(std::isfinite(spec.alpha_init_value()) && spec.alpha_init_value() > 0.0,
+              "PACT: alpha_init_value must be a positive number, got ", spec.alpha_init_value());
+  TORCH_CHECK(std::isfinite(spec.alpha_decay()) && spec.alpha_decay() >= 0.0,
+              "PACT: alpha_decay must be >= 0, got ", spec.alpha_decay());
+  alpha = register_parameter("alpha", torch::full({1}, spec.alpha_init_value()));
 }
 
 double PactImpl::levels() const {
@@ -102,8 +106,8 @@ double PactImpl::percentile(const torch::Tensor& x, double p) {
 }
 
 void PactImpl::init_from(const torch::Tensor& h) {
-  double v = alpha_init_value;
-  if (alpha_init == AlphaInit::kPercentile) {
+  double v = spec_.alpha_init_value();
+  if (!spec_.const_alpha_init()) {
     if (spec_.relu6_cap()) {
       v = 6.0;  // the FP site was ReLU6: its range is known
     } else {
@@ -121,8 +125,8 @@ void PactImpl::init_from(const torch::Tensor& h) {
 }
 
 torch::Tensor PactImpl::regularization() const {
-  if (lambda_alpha == 0.0) return {};
-  return lambda_alpha * alpha.pow(2).sum();
+  if (spec_.alpha_decay() == 0.0) return {};
+  return spec_.alpha_decay() * alpha.pow(2).sum();
 }
 
 torch::Tensor PactImpl::step_size() const {
@@ -130,7 +134,7 @@ torch::Tensor PactImpl::step_size() const {
 }
 
 torch::Tensor PactImpl::quantize(const torch::Tensor& h) {
-  const bool residual = alpha_grad == AlphaGrad::kResidual;
+  const bool residual = spec_.residual_alpha_grad();
   auto a = alpha.clamp_min(kMinAlpha);
   if (hswish_shift()) {
     return pact_quantize(h + kHSwishShift, a, levels(), false, residual) - kHSwishShift;

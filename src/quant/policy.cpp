@@ -3,6 +3,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 #include "profit/io/recipe.h"
 #include "profit/quant/qat.h"
@@ -13,6 +16,16 @@ namespace {
 
 void check_bits(int bits, const std::string& path, const std::string& key) {
   TORCH_CHECK(bits >= 2 && bits <= 8, path, ": key '", key, "' must be in [2, 8], got ", bits);
+}
+
+// The shortest decimal that reads back as exactly `v` (4e-05, not 4.0000000000000003e-05).
+std::string shortest(double v) {
+  char buf[32];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof(buf), "%.*g", digits, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
 }
 
 }  // namespace
@@ -27,6 +40,7 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
   const std::string place = section.empty() ? path : path + ": " + section;
   TORCH_CHECK(root.IsMap(), place, ": a policy is a YAML mapping");
   QuantPolicy p;
+  bool init_value_set = false;
   for (const auto& kv : root) {
     const auto key = kv.first.as<std::string>();
     const auto& v = kv.second;
@@ -58,6 +72,23 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       p.duq_learn_offset = io::yaml_as<bool>(v, place, key);
     } else if (key == "pact_hswish_shift") {
       p.pact_hswish_shift = io::yaml_as<bool>(v, place, key);
+    } else if (key == "pact_alpha_grad") {
+      p.pact_alpha_grad = io::yaml_as<std::string>(v, place, key);
+      TORCH_CHECK(p.pact_alpha_grad == "ste" || p.pact_alpha_grad == "residual", place,
+                  ": pact_alpha_grad must be ste or residual, got '", p.pact_alpha_grad, "'");
+    } else if (key == "pact_alpha_init") {
+      p.pact_alpha_init = io::yaml_as<std::string>(v, place, key);
+      TORCH_CHECK(p.pact_alpha_init == "percentile" || p.pact_alpha_init == "const", place,
+                  ": pact_alpha_init must be percentile or const, got '", p.pact_alpha_init, "'");
+    } else if (key == "pact_alpha_init_value") {
+      init_value_set = true;
+      p.pact_alpha_init_value = io::yaml_as<double>(v, place, key);
+      TORCH_CHECK(std::isfinite(p.pact_alpha_init_value) && p.pact_alpha_init_value > 0.0, place,
+                  ": pact_alpha_init_value must be > 0, got ", p.pact_alpha_init_value);
+    } else if (key == "pact_alpha_decay") {
+      p.pact_alpha_decay = io::yaml_as<double>(v, place, key);
+      TORCH_CHECK(std::isfinite(*p.pact_alpha_decay) && *p.pact_alpha_decay >= 0.0, place,
+                  ": pact_alpha_decay must be >= 0, got ", *p.pact_alpha_decay);
     } else if (key == "se_act_bits") {
       if (v.IsScalar() && v.Scalar() == "global")
         p.se_act_bits = 0;
@@ -96,18 +127,31 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       TORCH_CHECK(false, place, ": unknown key '", key, "'");
     }
   }
-  // The H-site options of one method (DuQ's learned offsets, PACT's shifted grid) would do
-  // nothing without that method anywhere (globally or by an override). quantize() checks that
-  // some h-swish site of the model gets them.
+  // A method's options (DuQ's learned offsets, PACT's shifted grid, gradient, start and penalty)
+  // would do nothing without that method anywhere (globally or by an override). quantize()
+  // checks that some h-swish site of the model gets the H-site ones.
   auto require_method = [&](bool option, const char* key, const std::string& method) {
-    const bool used =
-        p.method == method || std::any_of(p.rules.begin(), p.rules.end(),
-                                          [&](const PolicyRule& r) { return r.method == method; });
-    TORCH_CHECK(!option || used, place, ": ", key, " needs method ", method,
+    TORCH_CHECK(!option || policy_uses(p, method), place, ": ", key, " needs method ", method,
                 " (globally or in an override), got method '", p.method, "'");
   };
   require_method(p.duq_learn_offset, "duq_learn_offset", "duq");
   require_method(p.pact_hswish_shift, "pact_hswish_shift", "pact");
+  require_method(p.pact_alpha_grad != "ste", "pact_alpha_grad", "pact");
+  require_method(p.pact_alpha_init != "percentile", "pact_alpha_init", "pact");
+  require_method(p.pact_alpha_decay.has_value(), "pact_alpha_decay", "pact");
+  TORCH_CHECK(!init_value_set || p.pact_alpha_init == "const", place,
+              ": pact_alpha_init_value needs pact_alpha_init: const (got '", p.pact_alpha_init,
+              "')");
+  return p;
+}
+
+bool policy_uses(const QuantPolicy& p, const std::string& method) {
+  return p.method == method || std::any_of(p.rules.begin(), p.rules.end(),
+                                           [&](const PolicyRule& r) { return r.method == method; });
+}
+
+QuantPolicy with_run_defaults(QuantPolicy p, double weight_decay) {
+  if (!p.pact_alpha_decay && policy_uses(p, "pact")) p.pact_alpha_decay = weight_decay;
   return p;
 }
 
@@ -126,10 +170,18 @@ std::string policy_to_yaml(const QuantPolicy& p) {
   out << YAML::Key << "quantize_gate" << YAML::Value << p.quantize_gate;
   out << YAML::Key << "placement" << YAML::Value << p.placement;
   if (p.act_init_quantile != 0.95)  // written only when changed: default policies read as before
-    out << YAML::Key << "act_init_quantile" << YAML::Value << p.act_init_quantile;
+    out << YAML::Key << "act_init_quantile" << YAML::Value << shortest(p.act_init_quantile);
   if (p.act_init != "intended") out << YAML::Key << "act_init" << YAML::Value << p.act_init;
   if (p.duq_learn_offset) out << YAML::Key << "duq_learn_offset" << YAML::Value << true;
   if (p.pact_hswish_shift) out << YAML::Key << "pact_hswish_shift" << YAML::Value << true;
+  if (p.pact_alpha_grad != "ste")
+    out << YAML::Key << "pact_alpha_grad" << YAML::Value << p.pact_alpha_grad;
+  if (p.pact_alpha_init != "percentile") {
+    out << YAML::Key << "pact_alpha_init" << YAML::Value << p.pact_alpha_init;
+    out << YAML::Key << "pact_alpha_init_value" << YAML::Value << shortest(p.pact_alpha_init_value);
+  }
+  if (p.pact_alpha_decay)
+    out << YAML::Key << "pact_alpha_decay" << YAML::Value << shortest(*p.pact_alpha_decay);
   if (p.se_act_bits != 8) {  // written only when changed, like act_init_quantile
     out << YAML::Key << "se_act_bits" << YAML::Value;
     if (p.se_act_bits)

@@ -156,6 +156,12 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
             .act_init_reference(policy.act_init == "reference")
             .learn_offset(policy.duq_learn_offset && r.method == "duq" && kind == SiteKind::kH)
             .hswish_shift(policy.pact_hswish_shift && r.method == "pact" && kind == SiteKind::kH);
+    if (r.method == "pact") {
+      spec.residual_alpha_grad(policy.pact_alpha_grad == "residual")
+          .const_alpha_init(policy.pact_alpha_init == "const")
+          .alpha_init_value(policy.pact_alpha_init_value)
+          .alpha_decay(policy.pact_alpha_decay.value_or(0.0));
+    }
     if (r.per_channel) spec.per_channel(true).channels(channels);
     auto q = make_quantizer(spec, site);
     sites.push_back({site, type, q});
@@ -237,6 +243,18 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
   require_site(policy.pact_hswish_shift, "pact_hswish_shift", "PACT",
                [](const QuantSpec& q) { return q.hswish_shift(); });
   return sites;
+}
+
+torch::Tensor regularization_loss(const std::vector<QuantSite>& sites) {
+  torch::Tensor total;
+  for (const auto& s : sites) {
+    // A site that does not quantize yet gets its parameters from init_from() later: a penalty
+    // now would only move values that are about to be overwritten.
+    if (s.quantizer->state() != QuantState::kQuantizing) continue;
+    auto r = s.quantizer->regularization();
+    if (r.defined()) total = total.defined() ? total + r : r;
+  }
+  return total;
 }
 
 std::vector<QuantSite> find_sites(torch::nn::Module& model) {

@@ -38,6 +38,9 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   fs::create_directories(out);
   const std::string ckpt = (out / "last.ckpt").string();
   const bool resuming = adopt_resume_folder(job);
+  // A new run fills in the run-dependent policy defaults (and policy.yaml records them); a resumed
+  // one keeps its saved policy as it is, so a run saved before a default existed goes on as begun.
+  if (!resuming) job.policy = quant::with_run_defaults(job.policy, cfg.weight_decay);
   if (cfg.resume && !resuming) std::cerr << "resume: no " << ckpt << ", starting a new run\n";
   train::validate(cfg);
   if (job.phases.empty()) job.phases = expand_schedule(cfg.profit);
@@ -247,12 +250,15 @@ QuantizeSummary run_quantize(QuantizeJob job) {
         auto logits = model->forward(x);
         auto loss = distillation_loss(logits, target, y, settings.ce_weight, settings.kd_weight,
                                       settings.kd_temperature);
+        // Reports show the distillation loss, comparable across methods; what is minimised also
+        // has the quantizers' penalties (PACT's lambda_alpha * alpha^2, baselines.md §1.4).
+        const auto penalty = quant::regularization_loss(sites);
         const double loss_v = loss.item<double>();
         TORCH_CHECK(std::isfinite(loss_v), "non-finite loss (", loss_v, ") in phase ", ph.name,
                     " epoch ", pos.epoch + 1, " step ", pos.step + 1,
                     "; last checkpoint kept: ", ckpt);
         opt.optimizer->zero_grad();
-        loss.backward();
+        (penalty.defined() ? loss + penalty : loss).backward();
         opt.optimizer->step();
         if (ema) ema->update(*model);
         ++pos.step;

@@ -40,6 +40,8 @@ std::vector<Phase> check_job(QuantizeJob job) {
   if (adopt_resume_folder(job))
     std::cerr << "dry run: " << cfg.out_dir
               << " holds a run to resume; checking its saved config, policy and phases\n";
+  else
+    job.policy = quant::with_run_defaults(job.policy, cfg.weight_decay);
   train::validate(cfg);
   if (job.phases.empty()) job.phases = expand_schedule(cfg.profit);
   validate_phases(job.phases, cfg.profit.n_profit);

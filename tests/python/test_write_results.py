@@ -58,6 +58,14 @@ class WriteResultsProfit(unittest.TestCase):
         self.assertEqual(w.schedule_label({"pact_hswish_shift": "true"}, r),
                          "no freezing, PACT h-swish grid shifted to [-3/8, alpha - 3/8]; "
                          "A 8→4, W 8→4")
+        # PACT: the alpha penalty, also when the policy predates the key (no penalty then).
+        self.assertEqual(w.schedule_label({"method": "pact"}, r),
+                         "no freezing, no L2 penalty on PACT's alpha (§1.4 default: the weight "
+                         "decay); A 8→4, W 8→4")
+        self.assertEqual(w.schedule_label({"method": "pact", "pact_alpha_decay": "4e-05"}, r),
+                         "no freezing, L2 penalty 4e-05 on PACT's alpha; A 8→4, W 8→4")
+        self.assertEqual(w.schedule_label({"method": "duq", "pact_alpha_decay": "0"}, r),
+                         "no freezing; A 8→4, W 8→4")
 
     def test_goal_verdict_uses_the_mean_drop_and_counts_seeds(self):
         runs = [run("profit_w4a4", 1, 94.0, 93.8), run("profit_w4a4", 2, 94.0, 93.6),

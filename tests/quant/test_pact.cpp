@@ -39,9 +39,8 @@ class PactWorked : public ::testing::TestWithParam<Worked> {};
 // Through the module, in double: forward value and both gradients against the closed forms.
 TEST_P(PactWorked, ValueAndGradientsAreExact) {
   const auto& w = GetParam();
-  PactImpl q(QuantSpec("pact", 4, w.kind));
+  PactImpl q(QuantSpec("pact", 4, w.kind).residual_alpha_grad(w.residual));
   q.to(torch::kFloat64);
-  q.alpha_grad = w.residual ? PactImpl::AlphaGrad::kResidual : PactImpl::AlphaGrad::kSte;
   q.set_alpha(3.0);
   q.set_state(QuantState::kQuantizing);
   auto x = torch::tensor({w.x}, torch::kFloat64).requires_grad_();
@@ -64,10 +63,10 @@ TEST(Pact, ResidualWorkedValueIsTheSpecNumber) {
 
 // §1.4: the L2 penalty lambda * alpha^2 adds 2 * lambda * alpha to the alpha gradient.
 TEST(Pact, RegularizationGradient) {
-  PactImpl q(QuantSpec("pact", 4, SiteKind::kU));
+  PactImpl none(QuantSpec("pact", 4, SiteKind::kU));
+  EXPECT_FALSE(none.regularization().defined());  // lambda_alpha = 0: no term
+  PactImpl q(QuantSpec("pact", 4, SiteKind::kU).alpha_decay(0.01));
   q.to(torch::kFloat64);
-  EXPECT_FALSE(q.regularization().defined());  // lambda_alpha = 0: no term
-  q.lambda_alpha = 0.01;
   q.set_alpha(3.0);
   auto r = q.regularization();
   EXPECT_NEAR(r.item<double>(), 0.09, 1e-15);
@@ -181,11 +180,17 @@ TEST(Pact, InitRules) {
   EXPECT_TRUE(r6.initialized());
   EXPECT_FLOAT_EQ(r6.alpha.item<float>(), 6.0f);
   // Option const: alpha_init_value everywhere.
-  PactImpl c(QuantSpec("pact", 4, SiteKind::kU));
-  c.alpha_init = PactImpl::AlphaInit::kConst;
-  c.alpha_init_value = 8.0;
+  PactImpl c(QuantSpec("pact", 4, SiteKind::kU).const_alpha_init(true).alpha_init_value(8.0));
   c.init_from(h);
   EXPECT_FLOAT_EQ(c.alpha.item<float>(), 8.0f);
+  // ... also at a ReLU6 site (the const rule replaces both percentile-rule cases).
+  PactImpl c6(QuantSpec("pact", 4, SiteKind::kU)
+                  .fused(FusedAct::kReLU)
+                  .relu6_cap(true)
+                  .const_alpha_init(true)
+                  .alpha_init_value(10.0));
+  c6.init_from(h);
+  EXPECT_FLOAT_EQ(c6.alpha.item<float>(), 10.0f);
   // Nothing positive: a small positive start instead of alpha = 0.
   PactImpl z(QuantSpec("pact", 4, SiteKind::kU));
   z.init_from(torch::zeros({4, 4}));
@@ -210,6 +215,10 @@ TEST(Pact, RejectsWeightsAndMisfusedHSwish) {
                         "kind H");
   EXPECT_ERROR_CONTAINS(PactImpl(QuantSpec("pact", 4, SiteKind::kU).hswish_shift(true)),
                         "hswish_shift exists only on h-swish (H) sites");
+  EXPECT_ERROR_CONTAINS(PactImpl(QuantSpec("pact", 4, SiteKind::kU).alpha_init_value(0.0)),
+                        "alpha_init_value must be a positive number, got 0");
+  EXPECT_ERROR_CONTAINS(PactImpl(QuantSpec("pact", 4, SiteKind::kU).alpha_decay(-1e-5)),
+                        "alpha_decay must be >= 0, got -1e-05");
   // Through the registry the layer name is in the error (baselines.md §7.7).
   register_quantizer("pact", [](const QuantSpec& s) { return std::make_shared<PactImpl>(s); });
   EXPECT_ERROR_CONTAINS(make_quantizer(QuantSpec("pact", 4, SiteKind::kW), "features.3.conv.0"),

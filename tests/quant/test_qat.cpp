@@ -232,6 +232,104 @@ TEST(Qat, PactHSwishShiftReachesThePactHSites) {
                         "shift3.yaml: pact_hswish_shift needs method pact");
 }
 
+// baselines.md §1.2/§1.4's PACT options (pact_alpha_grad, pact_alpha_init[_value],
+// pact_alpha_decay) reach every PACT site and no other, survive the YAML round trip, are left
+// out of a default policy's YAML, and are errors where they would do nothing.
+TEST(Qat, PactAlphaOptionsReachThePactSites) {
+  const auto dir = profit::testing::temp_dir();
+  const auto path = (dir / "alpha.yaml").string();
+  std::ofstream(path) << "method: pact\nweight_method: sawb\noverrides:\n"
+                         "  - pattern: \"features.1.*\"\n    method: duq\npact_alpha_grad: "
+                         "residual\npact_alpha_init: const\n"
+                         "pact_alpha_init_value: 10\npact_alpha_decay: 2.5e-5\n";
+  const QuantPolicy p = load_policy(path);
+  auto check = [](const QuantPolicy& policy) {
+    auto model = tiny("mobilenet_v2");
+    int pact = 0;
+    for (const auto& s : quantize(*model, policy)) {
+      const auto& q = s.quantizer->spec();
+      const bool is_pact = q.method() == "pact";
+      pact += is_pact;
+      EXPECT_EQ(q.residual_alpha_grad(), is_pact) << s.name;
+      EXPECT_EQ(q.const_alpha_init(), is_pact) << s.name;
+      EXPECT_EQ(q.alpha_init_value(), is_pact ? 10.0 : 6.0) << s.name;
+      EXPECT_EQ(q.alpha_decay(), is_pact ? 2.5e-5 : 0.0) << s.name;
+      if (is_pact) {
+        s.quantizer->init_from(torch::rand({2, 3, 4, 4}));
+        EXPECT_EQ(std::dynamic_pointer_cast<PactImpl>(s.quantizer)->alpha.item<double>(), 10.0);
+      }
+    }
+    EXPECT_GT(pact, 1);
+    EXPECT_LT(pact, static_cast<int>(find_sites(*model).size()));  // sawb and duq sites too
+  };
+  check(p);
+  std::ofstream(dir / "alpha2.yaml") << policy_to_yaml(p);
+  check(load_policy((dir / "alpha2.yaml").string()));
+  const std::string plain = policy_to_yaml(QuantPolicy());
+  for (const char* key : {"pact_alpha_grad", "pact_alpha_init", "pact_alpha_decay"})
+    EXPECT_EQ(plain.find(key), std::string::npos) << key;
+
+  // The run default: lambda_alpha = the weight decay when PACT is used and nothing is set.
+  QuantPolicy pact_policy;
+  pact_policy.method = "pact";
+  EXPECT_EQ(with_run_defaults(pact_policy, 4e-5).pact_alpha_decay, std::optional<double>(4e-5));
+  EXPECT_FALSE(with_run_defaults(QuantPolicy(), 4e-5).pact_alpha_decay.has_value());
+  EXPECT_EQ(with_run_defaults(p, 4e-5).pact_alpha_decay, std::optional<double>(2.5e-5));
+  // policy.yaml writes the shortest decimal that reads back exactly.
+  EXPECT_NE(policy_to_yaml(with_run_defaults(pact_policy, 4e-5)).find("pact_alpha_decay: 4e-05\n"),
+            std::string::npos);
+
+  auto error = [&](const std::string& name, const std::string& text, const std::string& what) {
+    std::ofstream(dir / name) << text;
+    EXPECT_ERROR_CONTAINS(load_policy((dir / name).string()), name + ": " + what);
+  };
+  error("e1.yaml", "method: duq\npact_alpha_grad: residual\n", "pact_alpha_grad needs method pact");
+  error("e2.yaml", "method: pact\npact_alpha_grad: cg\n",
+        "pact_alpha_grad must be ste or residual, got 'cg'");
+  error("e3.yaml", "method: pact\npact_alpha_init: max\n",
+        "pact_alpha_init must be percentile or const, got 'max'");
+  error("e4.yaml", "method: pact\npact_alpha_init_value: 8\n",
+        "pact_alpha_init_value needs pact_alpha_init: const");
+  error("e5.yaml", "method: pact\npact_alpha_init: const\npact_alpha_init_value: 0\n",
+        "pact_alpha_init_value must be > 0, got 0");
+  error("e6.yaml", "method: pact\npact_alpha_decay: -1\n", "pact_alpha_decay must be >= 0, got -1");
+  error("e7.yaml", "method: lsq\npact_alpha_decay: 0\n", "pact_alpha_decay needs method pact");
+}
+
+// The phase engine's penalty: the sum of lambda_alpha * alpha^2 over the PACT sites that
+// quantize; nothing from sites still off (their alpha is set by init_from later).
+TEST(Qat, RegularizationLossSumsTheQuantizingSites) {
+  QuantPolicy p;
+  p.method = "pact";
+  p.pact_alpha_decay = 0.01;
+  auto model = tiny("mobilenet_v2");
+  const auto sites = quantize(*model, p);
+  EXPECT_FALSE(regularization_loss(sites).defined());  // every site kOff
+  double expected = 0.0;
+  int n = 0;
+  for (const auto& s : sites) {
+    auto pact = std::dynamic_pointer_cast<PactImpl>(s.quantizer);
+    if (!pact || n++ % 2) continue;  // every other PACT site quantizes
+    pact->set_alpha(1.0 + n);
+    pact->set_state(QuantState::kQuantizing);
+    expected += 0.01 * (1.0 + n) * (1.0 + n);
+  }
+  ASSERT_GT(n, 3);
+  const auto loss = regularization_loss(sites);
+  EXPECT_NEAR(loss.item<double>(), expected, 1e-6 * expected);
+  loss.backward();
+  n = 0;
+  for (const auto& s : sites) {
+    auto pact = std::dynamic_pointer_cast<PactImpl>(s.quantizer);
+    if (!pact) continue;
+    const auto g = pact->alpha.grad();
+    if (n++ % 2)
+      EXPECT_FALSE(g.defined() && g.abs().sum().item<double>() != 0.0) << s.name;
+    else
+      EXPECT_NEAR(g.item<double>(), 2 * 0.01 * (1.0 + n), 1e-6) << s.name;
+  }
+}
+
 TEST(Qat, MobileNetV3Layout) {
   auto model = tiny("mobilenet_v3_large");
   auto m = by_name(quantize(*model, QuantPolicy()));

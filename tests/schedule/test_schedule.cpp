@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "helpers.h"
@@ -556,6 +557,58 @@ TEST(ScheduleEndToEnd, LsqFollowsItsInitRuleAcrossAWidthChange) {
   EXPECT_NEAR(finals[2].at(s).item<double>(),
               finals[1].at(s).item<double>() * std::sqrt(127.0 / 7.0),
               1e-6 * finals[2].at(s).item<double>());
+}
+
+// baselines.md §1.4: PACT's L2 penalty lambda_alpha * alpha^2 joins the minimised loss, with
+// lambda_alpha = train.weight_decay unless the policy sets pact_alpha_decay; a new run's
+// policy.yaml records the value. A run resumed from a policy.yaml without the key (saved before
+// the default existed) goes on without the penalty: it ends bit-identical to an uninterrupted
+// run with pact_alpha_decay 0. A large weight decay makes the penalty visible in two steps.
+TEST(ScheduleEndToEnd, PactAlphaPenaltyDefaultsToTheWeightDecay) {
+  const auto dir = temp_dir();
+  auto make = [&](const std::string& name, std::optional<double> decay) {
+    auto job = tiny_job(dir, "mobilenet_v2");
+    job.cfg.out_dir = (dir / name).string();
+    job.cfg.ema_decay = 0.0;
+    job.cfg.weight_decay = 0.5;
+    job.cfg.profit.quant_lr_scale = 1.0;
+    job.policy.method = "pact";
+    job.policy.pact_alpha_decay = decay;
+    job.phases = {{"a4", PhaseKind::kFinetune, 1, 0, 4, 0, -1, 1.0}};
+    return job;
+  };
+  auto final_of = [&](const std::string& name) {
+    return io::load_weights_file((dir / name / "final.safetensors").string());
+  };
+  auto saved_decay = [&](const std::string& name) {
+    return quant::load_policy((dir / name / "policy.yaml").string()).pact_alpha_decay;
+  };
+  run_quantize(make("default", std::nullopt));
+  run_quantize(make("none", 0.0));
+  EXPECT_EQ(saved_decay("default"), std::optional<double>(0.5));
+  EXPECT_EQ(saved_decay("none"), std::optional<double>(0.0));
+  const auto with_penalty = final_of("default"), without = final_of("none");
+  int alphas = 0;
+  for (const auto& [key, t] : without) {
+    if (key.find(".quant.alpha") == std::string::npos) continue;
+    ++alphas;
+    EXPECT_LT(with_penalty.at(key).item<double>(), t.item<double>() - 1e-4) << key;
+  }
+  EXPECT_GT(alphas, 10);
+
+  auto old = make("old", 0.0);
+  old.cfg.stop_after = 1;
+  ASSERT_TRUE(run_quantize(old).stopped_early);
+  auto policy = quant::load_policy((dir / "old" / "policy.yaml").string());
+  policy.pact_alpha_decay.reset();
+  io::write_file_atomic((dir / "old" / "policy.yaml").string(), quant::policy_to_yaml(policy));
+  old.cfg.stop_after = 0;
+  old.cfg.resume = true;
+  run_quantize(old);
+  EXPECT_FALSE(saved_decay("old").has_value());
+  const auto resumed = final_of("old");
+  ASSERT_EQ(resumed.size(), without.size());
+  for (const auto& [key, t] : without) EXPECT_TRUE(torch::equal(resumed.at(key), t)) << key;
 }
 
 // profit.quant_lr_scale sets the quantizer parameters' rate: at 0 every activation clip keeps

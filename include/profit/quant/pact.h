@@ -11,17 +11,20 @@
 // | in     | 0 <= x < alpha | |x| < alpha | 1       | 0 (residual: (y_q - x)/alpha) |
 // | above  | x >= alpha     | x >= alpha  | 0       | 1                             |
 //
-// alpha_grad = kResidual is CG-PACT (SAT, N2D2, fms-model-optimizer).
+// QuantSpec::residual_alpha_grad is CG-PACT (SAT, N2D2, fms-model-optimizer).
 // Worked values (b = 4, alpha = 3): x = 1.25 -> y_q = 1.2, dx = 1, dalpha = 0 (residual
 // -0.016667); x = 3.5 -> y_q = 3, dx = 0, dalpha = 1; x = -1 -> all 0.
 //
 // Sites: U one-sided, S two-sided, H one-sided (negatives clip to 0; with hswish_shift the
 // quantizer sees x + 3/8 and subtracts 3/8 again, so [-3/8, alpha - 3/8] is covered). W is
 // rejected: PACT quantizes activations (weights: sawb.h or dorefa.h).
-// Parameter: "alpha", shape [1]. Regularisation (§1.4): lambda_alpha * alpha^2.
+// Parameter: "alpha", shape [1]. Regularisation (§1.4): lambda_alpha * alpha^2 with
+// lambda_alpha = QuantSpec::alpha_decay (the phase engine's default: train.weight_decay).
 // Initialisation (§1.4): alpha0 = 6 at ReLU6 sites (spec.relu6_cap()), else the 99.9th percentile
-// of the values the quantizer sees (|h| for S) on one batch; alpha_init = kConst uses
-// alpha_init_value everywhere. The forward uses max(alpha, 1e-8) (a project guard, like LSQ).
+// of the values the quantizer sees (|h| for S) on one batch; QuantSpec::const_alpha_init uses
+// QuantSpec::alpha_init_value everywhere. The forward uses max(alpha, 1e-8) (a project guard,
+// like LSQ). The options live in the spec only (policy keys pact_alpha_grad, pact_alpha_init,
+// pact_alpha_init_value, pact_alpha_decay, pact_hswish_shift).
 #pragma once
 
 #include "profit/quant/quantizer.h"
@@ -41,8 +44,6 @@ torch::Tensor pact_quantize_reference(const torch::Tensor& h, const torch::Tenso
 
 class PactImpl : public QuantizerImpl {
  public:
-  enum class AlphaGrad { kSte, kResidual };
-  enum class AlphaInit { kPercentile, kConst };
   static constexpr double kMinAlpha = 1e-8;
   static constexpr double kPercentile = 0.999;
   static constexpr double kHSwishShift = 0.375;
@@ -61,10 +62,6 @@ class PactImpl : public QuantizerImpl {
   static double percentile(const torch::Tensor& x, double p);
 
   torch::Tensor alpha;
-  AlphaGrad alpha_grad = AlphaGrad::kSte;         // option pact_alpha_grad
-  AlphaInit alpha_init = AlphaInit::kPercentile;  // option pact_alpha_init
-  double alpha_init_value = 6.0;                  // alpha0 for AlphaInit::kConst
-  double lambda_alpha = 0.0;  // L2 penalty on alpha; the trainer sets it to the weight decay
   /// H sites quantize x + 3/8 (QuantSpec::hswish_shift; the constructor rejects it elsewhere).
   bool hswish_shift() const { return spec_.hswish_shift(); }
 

@@ -78,16 +78,36 @@ struct QuantPolicy {
   /// to 0). Applies to the h-swish sites whose resolved method is pact; checked like
   /// duq_learn_offset.
   bool pact_hswish_shift = false;
+  /// PACT's alpha gradient for in-range elements (baselines.md §1.2): "ste" (the paper's, 0;
+  /// default) | "residual" (CG-PACT, (y_q - x)/alpha). QuantSpec::residual_alpha_grad.
+  std::string pact_alpha_grad = "ste";
+  /// PACT's initial alpha (§1.4): "percentile" (default: 6 at ReLU6 sites, else the 99.9th
+  /// percentile of one batch) | "const" (pact_alpha_init_value everywhere, > 0; default 6).
+  std::string pact_alpha_init = "percentile";
+  double pact_alpha_init_value = 6.0;
+  /// PACT's L2 penalty lambda_alpha * alpha^2 (§1.4), >= 0. Unset: the project default, the
+  /// weights' weight decay, which with_run_defaults() fills in (the phase engine calls it);
+  /// quantize() reads an unset value as 0.
+  std::optional<double> pact_alpha_decay;
   std::vector<PolicyRule> rules;
 };
 
 /// Reads a YAML policy. Keys: method, weight_method, act_bits, weight_bits, per_channel,
 /// relu6_to_relu, keep_tail_relu6, quantize_gate, placement, act_init_quantile, act_init,
-/// se_act_bits, duq_learn_offset, pact_hswish_shift, overrides: [{pattern, method, bits,
+/// se_act_bits, duq_learn_offset, pact_hswish_shift, pact_alpha_grad, pact_alpha_init,
+/// pact_alpha_init_value, pact_alpha_decay, overrides: [{pattern, method, bits,
 /// per_channel, skip}]. Unknown keys and bad values are errors naming the file and key. With
 /// `section`, the policy is that top-level section of the file (a recipe's `policy:`); absent ->
 /// defaults.
 QuantPolicy load_policy(const std::string& path, const std::string& section = "");
+
+/// Whether `method` quantizes some site: the global method or an override's.
+bool policy_uses(const QuantPolicy& policy, const std::string& method);
+
+/// The policy with the defaults that depend on the run filled in: pact_alpha_decay, when unset
+/// and the policy uses PACT, becomes `weight_decay` (baselines.md §1.4: lambda_alpha equals the
+/// weights' weight decay). The run folder's policy.yaml then records the value used.
+QuantPolicy with_run_defaults(QuantPolicy policy, double weight_decay);
 
 /// The policy as YAML that load_policy() reads back to an equal policy.
 std::string policy_to_yaml(const QuantPolicy& policy);
@@ -113,6 +133,11 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
 
 /// The quantizers present in a model (after quantize()), in module order.
 std::vector<QuantSite> find_sites(torch::nn::Module& model);
+
+/// The sum of the quantizers' penalties (QuantizerImpl::regularization(), PACT's
+/// lambda_alpha * alpha^2) over the sites that quantize (state kQuantizing); undefined when none
+/// has one. The phase engine adds it to the loss it minimises.
+torch::Tensor regularization_loss(const std::vector<QuantSite>& sites);
 
 /// Sets the state of every site of `type` (all types when nullopt).
 void set_state(const std::vector<QuantSite>& sites, QuantState state,

@@ -71,6 +71,17 @@ struct QuantSpec {
   /// PACT H sites (baselines.md §1, option hswish_shift; policy pact_hswish_shift): the grid
   /// covers [-3/8, alpha - 3/8] instead of clipping h-swish's negative part to 0.
   TORCH_ARG(bool, hswish_shift) = false;
+  /// PACT (baselines.md §1.2, option alpha_grad; policy pact_alpha_grad: residual): in-range
+  /// elements give alpha the CG-PACT gradient (y_q - x)/alpha instead of 0.
+  TORCH_ARG(bool, residual_alpha_grad) = false;
+  /// PACT (§1.4, option alpha_init; policy pact_alpha_init: const): alpha starts at
+  /// alpha_init_value at every site instead of 6 at ReLU6 sites and the 99.9th percentile
+  /// elsewhere.
+  TORCH_ARG(bool, const_alpha_init) = false;
+  TORCH_ARG(double, alpha_init_value) = 6.0;
+  /// PACT (§1.4, lambda_alpha; policy pact_alpha_decay): the L2 penalty lambda_alpha * alpha^2 of
+  /// regularization(); 0 = none.
+  TORCH_ARG(double, alpha_decay) = 0.0;
 };
 
 /// Base class of all quantizers.
@@ -90,7 +101,7 @@ class QuantizerImpl : public torch::nn::Module {
   virtual void observe(const torch::Tensor& h);
 
   /// Extra loss term of the method (PACT's L2 penalty on alpha); undefined tensor when none.
-  /// The trainer adds the sum over all quantizers to the loss.
+  /// The phase engine adds the sum over the quantizing sites to the loss (regularization_loss).
   virtual torch::Tensor regularization() const { return {}; }
 
   /// Changes the bit width (progressive lowering); parameters are kept.
