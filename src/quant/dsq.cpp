@@ -135,7 +135,7 @@ torch::Tensor DsqImpl::quantize(const torch::Tensor& h) {
   auto l = broadcastable(lower, h);
   // u - l >= 1e-6: below the floor the gradient goes to l (maximum's second argument).
   auto u = torch::maximum(broadcastable(upper, h), l + kMinWidth);
-  auto a = (alpha_fixed ? alpha.detach() : alpha).clamp(kMinAlpha, kMaxAlpha);
+  auto a = (alpha_fixed() ? alpha.detach() : alpha).clamp(kMinAlpha, kMaxAlpha);
   return dsq_quantize(h, l, u, a, dsq_levels(spec_.bits()));
 }
 

@@ -18,6 +18,18 @@ void check_bits(int bits, const std::string& path, const std::string& key) {
   TORCH_CHECK(bits >= 2 && bits <= 8, path, ": key '", key, "' must be in [2, 8], got ", bits);
 }
 
+// A string key with a fixed set of values; the error lists them ("a or b", "a, b or c").
+std::string read_choice(const YAML::Node& v, const std::string& place, const std::string& key,
+                        const std::vector<std::string>& allowed) {
+  auto value = io::yaml_as<std::string>(v, place, key);
+  if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return value;
+  std::string list;
+  for (size_t i = 0; i < allowed.size(); ++i)
+    list += (i == 0 ? "" : i + 1 == allowed.size() ? " or " : ", ") + allowed[i];
+  TORCH_CHECK(false, place, ": ", key, " must be ", list, ", got '", value, "'");
+  return value;
+}
+
 // The shortest decimal that reads back as exactly `v` (4e-05, not 4.0000000000000003e-05).
 std::string shortest(double v) {
   char buf[32];
@@ -65,21 +77,15 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       TORCH_CHECK(p.act_init_quantile > 0.0 && p.act_init_quantile <= 1.0, place,
                   ": act_init_quantile must be in (0, 1], got ", p.act_init_quantile);
     } else if (key == "act_init") {
-      p.act_init = io::yaml_as<std::string>(v, place, key);
-      TORCH_CHECK(p.act_init == "intended" || p.act_init == "reference", place,
-                  ": act_init must be intended or reference, got '", p.act_init, "'");
+      p.act_init = read_choice(v, place, key, {"intended", "reference"});
     } else if (key == "duq_learn_offset") {
       p.duq_learn_offset = io::yaml_as<bool>(v, place, key);
     } else if (key == "pact_hswish_shift") {
       p.pact_hswish_shift = io::yaml_as<bool>(v, place, key);
     } else if (key == "pact_alpha_grad") {
-      p.pact_alpha_grad = io::yaml_as<std::string>(v, place, key);
-      TORCH_CHECK(p.pact_alpha_grad == "ste" || p.pact_alpha_grad == "residual", place,
-                  ": pact_alpha_grad must be ste or residual, got '", p.pact_alpha_grad, "'");
+      p.pact_alpha_grad = read_choice(v, place, key, {"ste", "residual"});
     } else if (key == "pact_alpha_init") {
-      p.pact_alpha_init = io::yaml_as<std::string>(v, place, key);
-      TORCH_CHECK(p.pact_alpha_init == "percentile" || p.pact_alpha_init == "const", place,
-                  ": pact_alpha_init must be percentile or const, got '", p.pact_alpha_init, "'");
+      p.pact_alpha_init = read_choice(v, place, key, {"percentile", "const"});
     } else if (key == "pact_alpha_init_value") {
       init_value_set = true;
       p.pact_alpha_init_value = io::yaml_as<double>(v, place, key);
@@ -89,15 +95,21 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       p.pact_alpha_decay = io::yaml_as<double>(v, place, key);
       TORCH_CHECK(std::isfinite(*p.pact_alpha_decay) && *p.pact_alpha_decay >= 0.0, place,
                   ": pact_alpha_decay must be >= 0, got ", *p.pact_alpha_decay);
+    } else if (key == "qil_output_scale") {
+      p.qil_output_scale = read_choice(v, place, key, {"clip_point", "none"});
+    } else if (key == "qil_grad_scale") {
+      p.qil_grad_scale = read_choice(v, place, key, {"lsq", "0.01", "1"});
+    } else if (key == "qil_learn_gamma") {
+      p.qil_learn_gamma = io::yaml_as<bool>(v, place, key);
+    } else if (key == "dsq_alpha_fixed") {
+      p.dsq_alpha_fixed = io::yaml_as<bool>(v, place, key);
     } else if (key == "se_act_bits") {
       if (v.IsScalar() && v.Scalar() == "global")
         p.se_act_bits = 0;
       else
         check_bits(p.se_act_bits = io::yaml_as<int>(v, place, key), place, key);
     } else if (key == "placement") {
-      p.placement = io::yaml_as<std::string>(v, place, key);
-      TORCH_CHECK(p.placement == "profit" || p.placement == "fat", place,
-                  ": placement must be profit or fat, got '", p.placement, "'");
+      p.placement = read_choice(v, place, key, {"profit", "fat"});
     } else if (key == "overrides") {
       TORCH_CHECK(v.IsSequence(), place, ": 'overrides' must be a list");
       for (const auto& item : v) {
@@ -139,6 +151,10 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
   require_method(p.pact_alpha_grad != "ste", "pact_alpha_grad", "pact");
   require_method(p.pact_alpha_init != "percentile", "pact_alpha_init", "pact");
   require_method(p.pact_alpha_decay.has_value(), "pact_alpha_decay", "pact");
+  require_method(p.qil_output_scale != "clip_point", "qil_output_scale", "qil");
+  require_method(p.qil_grad_scale != "lsq", "qil_grad_scale", "qil");
+  require_method(p.qil_learn_gamma, "qil_learn_gamma", "qil");
+  require_method(p.dsq_alpha_fixed, "dsq_alpha_fixed", "dsq");
   TORCH_CHECK(!init_value_set || p.pact_alpha_init == "const", place,
               ": pact_alpha_init_value needs pact_alpha_init: const (got '", p.pact_alpha_init,
               "')");
@@ -146,8 +162,11 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
 }
 
 bool policy_uses(const QuantPolicy& p, const std::string& method) {
-  return p.method == method || std::any_of(p.rules.begin(), p.rules.end(),
-                                           [&](const PolicyRule& r) { return r.method == method; });
+  const std::string weight =
+      p.weight_method.empty() ? default_weight_method(p.method) : p.weight_method;
+  return p.method == method || weight == method ||
+         std::any_of(p.rules.begin(), p.rules.end(),
+                     [&](const PolicyRule& r) { return r.method == method; });
 }
 
 QuantPolicy with_run_defaults(QuantPolicy p, double weight_decay) {
@@ -180,6 +199,12 @@ std::string policy_to_yaml(const QuantPolicy& p) {
     out << YAML::Key << "pact_alpha_init" << YAML::Value << p.pact_alpha_init;
     out << YAML::Key << "pact_alpha_init_value" << YAML::Value << shortest(p.pact_alpha_init_value);
   }
+  if (p.qil_output_scale != "clip_point")
+    out << YAML::Key << "qil_output_scale" << YAML::Value << p.qil_output_scale;
+  if (p.qil_grad_scale != "lsq")
+    out << YAML::Key << "qil_grad_scale" << YAML::Value << p.qil_grad_scale;
+  if (p.qil_learn_gamma) out << YAML::Key << "qil_learn_gamma" << YAML::Value << true;
+  if (p.dsq_alpha_fixed) out << YAML::Key << "dsq_alpha_fixed" << YAML::Value << true;
   if (p.pact_alpha_decay)
     out << YAML::Key << "pact_alpha_decay" << YAML::Value << shortest(*p.pact_alpha_decay);
   if (p.se_act_bits != 8) {  // written only when changed, like act_init_quantile

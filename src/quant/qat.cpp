@@ -162,6 +162,12 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
           .alpha_init_value(policy.pact_alpha_init_value)
           .alpha_decay(policy.pact_alpha_decay.value_or(0.0));
     }
+    if (r.method == "qil") {
+      spec.output_scale(policy.qil_output_scale)
+          .grad_scale(policy.qil_grad_scale)
+          .learn_gamma(policy.qil_learn_gamma && kind == SiteKind::kW);
+    }
+    if (r.method == "dsq") spec.alpha_fixed(policy.dsq_alpha_fixed);
     if (r.per_channel) spec.per_channel(true).channels(channels);
     auto q = make_quantizer(spec, site);
     sites.push_back({site, type, q});
@@ -229,19 +235,24 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
       if (q) s->set_quant(q, fuses);
     }
   }
-  // An H-site option on a model without h-swish sites of that method (MobileNetV1/V2, or
-  // overrides that give those sites another method) would silently do nothing.
-  auto require_site = [&](bool option, const char* key, const char* method, auto has) {
+  // An option for one kind of site on a model without such sites of that method (h-swish sites on
+  // MobileNetV1/V2, or overrides that give the sites another method) would silently do nothing.
+  auto require_site = [&](bool option, const char* key, const char* site, const char* method,
+                          auto has) {
     const bool reached = std::any_of(sites.begin(), sites.end(),
                                      [&](const QuantSite& s) { return has(s.quantizer->spec()); });
-    TORCH_CHECK(!option || reached, "policy ", key,
-                ": no h-swish site of this model is quantized with ", method, " (method '",
-                policy.method, "')");
+    TORCH_CHECK(
+        !option || reached, "policy ", key, ": no ", site, " site of this model is quantized with ",
+        method, " (method '", policy.method, "', weight method '",
+        policy.weight_method.empty() ? default_weight_method(policy.method) : policy.weight_method,
+        "')");
   };
-  require_site(policy.duq_learn_offset, "duq_learn_offset", "DuQ",
+  require_site(policy.duq_learn_offset, "duq_learn_offset", "h-swish", "DuQ",
                [](const QuantSpec& q) { return q.learn_offset(); });
-  require_site(policy.pact_hswish_shift, "pact_hswish_shift", "PACT",
+  require_site(policy.pact_hswish_shift, "pact_hswish_shift", "h-swish", "PACT",
                [](const QuantSpec& q) { return q.hswish_shift(); });
+  require_site(policy.qil_learn_gamma, "qil_learn_gamma", "weight", "QIL",
+               [](const QuantSpec& q) { return q.learn_gamma(); });
   return sites;
 }
 

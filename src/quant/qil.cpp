@@ -117,13 +117,15 @@ QilGradScale qil_grad_scale_from(const std::string& s) {
 QilImpl::QilImpl(const QuantSpec& spec) : QuantizerImpl(spec) {
   TORCH_CHECK(spec.fused() != FusedAct::kHSwish || spec.kind() == SiteKind::kH,
               "QIL: a fused h-swish needs kind H");
+  qil_output_scale_from(spec.output_scale());  // a bad option fails here, not in the first step
+  qil_grad_scale_from(spec.grad_scale());
   center = register_parameter("center", torch::full(param_shape(), 0.5));
   distance = register_parameter("distance", torch::full(param_shape(), 0.5));
   if (spec.kind() == SiteKind::kW) gamma = register_parameter("gamma", torch::ones(param_shape()));
 }
 
 double QilImpl::interval_grad_scale(const torch::Tensor& x) const {
-  switch (grad_scale) {
+  switch (grad_scale()) {
     case QilGradScale::kHundredth:
       return 0.01;
     case QilGradScale::kOne:
@@ -175,16 +177,16 @@ torch::Tensor QilImpl::quantize(const torch::Tensor& h) {
   torch::Tensor g;
   if (spec_.kind() == SiteKind::kW) {
     // Not learned by default (§5.4.3): the detached gamma gets no gradient at all.
-    g = broadcastable((learn_gamma ? gamma : gamma.detach()).clamp(kMinGamma, kMaxGamma), h);
+    g = broadcastable((learn_gamma() ? gamma : gamma.detach()).clamp(kMinGamma, kMaxGamma), h);
   }
   auto q = qil_quantize(h, c, d, g, qil_grid(spec_.kind(), spec_.bits()), interval_grad_scale(h));
-  if (output_scale == QilOutputScale::kClipPoint) q = q * (c + d).detach();
+  if (output_scale() == QilOutputScale::kClipPoint) q = q * (c + d).detach();
   return q;
 }
 
 torch::Tensor QilImpl::step_size() const {
   const double levels = qil_grid(spec_.kind(), spec_.bits()).levels;
-  if (output_scale == QilOutputScale::kNone)
+  if (output_scale() == QilOutputScale::kNone)
     return torch::full(param_shape(), 1.0 / levels, center.options());
   return (center.detach() + distance.detach().clamp_min(kMinDistance)) / levels;
 }

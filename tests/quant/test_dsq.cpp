@@ -15,8 +15,9 @@ torch::Tensor s64(double v) {
 }
 
 // A per-tensor module in double with the given range and alpha, ready to quantize.
-std::shared_ptr<DsqImpl> make_dsq(SiteKind kind, int bits, double l, double u, double alpha) {
-  auto q = std::make_shared<DsqImpl>(QuantSpec("dsq", bits, kind));
+std::shared_ptr<DsqImpl> make_dsq(SiteKind kind, int bits, double l, double u, double alpha,
+                                  bool alpha_fixed = false) {
+  auto q = std::make_shared<DsqImpl>(QuantSpec("dsq", bits, kind).alpha_fixed(alpha_fixed));
   q->to(torch::kFloat64);
   q->init_from(torch::ones({2}));
   torch::NoGradGuard no_grad;
@@ -192,8 +193,7 @@ TEST(Dsq, AlphaClampFixedAndWidthFloor) {
   EXPECT_TRUE(torch::equal(run(hi), run(make_dsq(SiteKind::kS, 2, 0.0, 0.75, 0.5))));
   EXPECT_EQ(hi->alpha.grad().item<double>(), 0.0);
   // Fixed alpha: no gradient at all; the range still learns.
-  auto fixed = make_dsq(SiteKind::kS, 2, 0.0, 0.75, 0.2);
-  fixed->alpha_fixed = true;
+  auto fixed = make_dsq(SiteKind::kS, 2, 0.0, 0.75, 0.2, true);
   run(fixed);
   EXPECT_FALSE(fixed->alpha.grad().defined());
   EXPECT_TRUE(fixed->lower.grad().defined());

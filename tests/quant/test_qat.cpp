@@ -4,9 +4,11 @@
 #include "helpers.h"
 #include "profit/io/state_dict.h"
 #include "profit/quant/cost.h"
+#include "profit/quant/dsq.h"
 #include "profit/quant/duq.h"
 #include "profit/quant/pact.h"
 #include "profit/quant/qat.h"
+#include "profit/quant/qil.h"
 #include "profit/schedule/groups.h"
 
 namespace profit::quant {
@@ -233,8 +235,9 @@ TEST(Qat, PactHSwishShiftReachesThePactHSites) {
 }
 
 // baselines.md §1.2/§1.4's PACT options (pact_alpha_grad, pact_alpha_init[_value],
-// pact_alpha_decay) reach every PACT site and no other, survive the YAML round trip, are left
-// out of a default policy's YAML, and are errors where they would do nothing.
+// pact_alpha_decay) reach every PACT site and no other, survive the YAML round trip and are left
+// out of a default policy's YAML; lambda_alpha's run default is the weight decay. (Their errors:
+// MethodOptionErrorsNameTheFileAndKey.)
 TEST(Qat, PactAlphaOptionsReachThePactSites) {
   const auto dir = profit::testing::temp_dir();
   const auto path = (dir / "alpha.yaml").string();
@@ -278,22 +281,81 @@ TEST(Qat, PactAlphaOptionsReachThePactSites) {
   // policy.yaml writes the shortest decimal that reads back exactly.
   EXPECT_NE(policy_to_yaml(with_run_defaults(pact_policy, 4e-5)).find("pact_alpha_decay: 4e-05\n"),
             std::string::npos);
+}
 
-  auto error = [&](const std::string& name, const std::string& text, const std::string& what) {
-    std::ofstream(dir / name) << text;
-    EXPECT_ERROR_CONTAINS(load_policy((dir / name).string()), name + ": " + what);
+// baselines.md §5.4 / §6.3's QIL and DSQ options reach their method's sites (learn_gamma only the
+// weight sites), survive the YAML round trip, and learn_gamma without a QIL weight site is an
+// error.
+TEST(Qat, QilAndDsqOptionsReachTheirSites) {
+  const auto dir = profit::testing::temp_dir();
+  std::ofstream(dir / "qil.yaml") << "method: duq\nweight_method: qil\nqil_output_scale: none\n"
+                                     "qil_grad_scale: 0.01\nqil_learn_gamma: true\n"
+                                     "overrides:\n  - {pattern: \"features.2.*\", method: dsq}\n"
+                                     "dsq_alpha_fixed: true\n";
+  const QuantPolicy p = load_policy((dir / "qil.yaml").string());
+  std::ofstream(dir / "qil2.yaml") << policy_to_yaml(p);
+  for (const auto& policy : {p, load_policy((dir / "qil2.yaml").string())}) {
+    auto model = tiny("mobilenet_v2");
+    int qil = 0, dsq = 0;
+    for (const auto& s : quantize(*model, policy)) {
+      const auto& q = s.quantizer->spec();
+      const bool is_qil = q.method() == "qil", is_dsq = q.method() == "dsq";
+      qil += is_qil;
+      dsq += is_dsq;
+      EXPECT_EQ(q.output_scale(), is_qil ? "none" : "clip_point") << s.name;
+      EXPECT_EQ(q.grad_scale(), is_qil ? "0.01" : "lsq") << s.name;
+      EXPECT_EQ(q.learn_gamma(), is_qil && q.kind() == SiteKind::kW) << s.name;
+      EXPECT_EQ(q.alpha_fixed(), is_dsq) << s.name;
+      if (auto impl = std::dynamic_pointer_cast<QilImpl>(s.quantizer)) {
+        EXPECT_EQ(impl->output_scale(), QilOutputScale::kNone) << s.name;
+        EXPECT_EQ(impl->grad_scale(), QilGradScale::kHundredth) << s.name;
+      }
+      if (auto impl = std::dynamic_pointer_cast<DsqImpl>(s.quantizer))
+        EXPECT_TRUE(impl->alpha_fixed()) << s.name;
+    }
+    EXPECT_GT(qil, 3);
+    EXPECT_GT(dsq, 1);
+  }
+  const std::string plain = policy_to_yaml(QuantPolicy());
+  for (const char* key : {"qil_", "dsq_"}) EXPECT_EQ(plain.find(key), std::string::npos) << key;
+
+  // QIL activations with SAWB weights: learn_gamma would reach no site.
+  std::ofstream(dir / "q5.yaml") << "method: qil\nweight_method: sawb\nqil_learn_gamma: true\n";
+  EXPECT_ERROR_CONTAINS(quantize(*tiny("mobilenet_v2"), load_policy((dir / "q5.yaml").string())),
+                        "policy qil_learn_gamma: no weight site of this model is quantized with "
+                        "QIL (method 'qil', weight method 'sawb')");
+}
+
+// The method options' bad values and misplaced keys: one error naming the file and the key.
+TEST(Qat, MethodOptionErrorsNameTheFileAndKey) {
+  struct Case {
+    const char *file, *text, *what;
   };
-  error("e1.yaml", "method: duq\npact_alpha_grad: residual\n", "pact_alpha_grad needs method pact");
-  error("e2.yaml", "method: pact\npact_alpha_grad: cg\n",
-        "pact_alpha_grad must be ste or residual, got 'cg'");
-  error("e3.yaml", "method: pact\npact_alpha_init: max\n",
-        "pact_alpha_init must be percentile or const, got 'max'");
-  error("e4.yaml", "method: pact\npact_alpha_init_value: 8\n",
-        "pact_alpha_init_value needs pact_alpha_init: const");
-  error("e5.yaml", "method: pact\npact_alpha_init: const\npact_alpha_init_value: 0\n",
-        "pact_alpha_init_value must be > 0, got 0");
-  error("e6.yaml", "method: pact\npact_alpha_decay: -1\n", "pact_alpha_decay must be >= 0, got -1");
-  error("e7.yaml", "method: lsq\npact_alpha_decay: 0\n", "pact_alpha_decay needs method pact");
+  const Case cases[] = {
+      {"e1.yaml", "method: duq\npact_alpha_grad: residual\n", "pact_alpha_grad needs method pact"},
+      {"e2.yaml", "method: pact\npact_alpha_grad: cg\n",
+       "pact_alpha_grad must be ste or residual, got 'cg'"},
+      {"e3.yaml", "method: pact\npact_alpha_init: max\n",
+       "pact_alpha_init must be percentile or const, got 'max'"},
+      {"e4.yaml", "method: pact\npact_alpha_init_value: 8\n",
+       "pact_alpha_init_value needs pact_alpha_init: const"},
+      {"e5.yaml", "method: pact\npact_alpha_init: const\npact_alpha_init_value: 0\n",
+       "pact_alpha_init_value must be > 0, got 0"},
+      {"e6.yaml", "method: pact\npact_alpha_decay: -1\n", "pact_alpha_decay must be >= 0, got -1"},
+      {"e7.yaml", "method: lsq\npact_alpha_decay: 0\n", "pact_alpha_decay needs method pact"},
+      {"q1.yaml", "method: duq\nqil_learn_gamma: true\n", "qil_learn_gamma needs method qil"},
+      {"q2.yaml", "method: qil\nqil_grad_scale: 0.1\n",
+       "qil_grad_scale must be lsq, 0.01 or 1, got '0.1'"},
+      {"q3.yaml", "method: qil\nqil_output_scale: max\n",
+       "qil_output_scale must be clip_point or none, got 'max'"},
+      {"q4.yaml", "method: lsq\ndsq_alpha_fixed: true\n", "dsq_alpha_fixed needs method dsq"},
+  };
+  const auto dir = profit::testing::temp_dir();
+  for (const auto& c : cases) {
+    std::ofstream(dir / c.file) << c.text;
+    EXPECT_ERROR_CONTAINS(load_policy((dir / c.file).string()),
+                          std::string(c.file) + ": " + c.what);
+  }
 }
 
 // The phase engine's penalty: the sum of lambda_alpha * alpha^2 over the PACT sites that

@@ -15,8 +15,9 @@ torch::Tensor s64(double v) {
 }
 
 // A per-tensor module in double with the given interval, ready to quantize.
-std::shared_ptr<QilImpl> make_qil(SiteKind kind, int bits, double c, double d, double gamma = 1.0) {
-  auto q = std::make_shared<QilImpl>(QuantSpec("qil", bits, kind));
+// A QIL quantizer of `spec` with the given interval (and gamma on weight sites), quantizing.
+std::shared_ptr<QilImpl> make_qil(const QuantSpec& spec, double c, double d, double gamma = 1.0) {
+  auto q = std::make_shared<QilImpl>(spec);
   q->to(torch::kFloat64);
   q->init_from(torch::ones({1}));
   torch::NoGradGuard no_grad;
@@ -25,6 +26,16 @@ std::shared_ptr<QilImpl> make_qil(SiteKind kind, int bits, double c, double d, d
   if (q->gamma.defined()) q->gamma.fill_(gamma);
   q->set_state(QuantState::kQuantizing);
   return q;
+}
+
+std::shared_ptr<QilImpl> make_qil(SiteKind kind, int bits, double c, double d, double gamma = 1.0) {
+  return make_qil(QuantSpec("qil", bits, kind), c, d, gamma);
+}
+
+// The same with output_scale none.
+std::shared_ptr<QilImpl> make_unscaled(SiteKind kind, int bits, double c, double d,
+                                       double gamma = 1.0) {
+  return make_qil(QuantSpec("qil", bits, kind).output_scale("none"), c, d, gamma);
 }
 
 void expect_values(const torch::Tensor& y, const std::vector<double>& want, const char* what) {
@@ -39,19 +50,16 @@ TEST(Qil, ForwardWeightsCoverAllRegions) {
   auto w = t64({-0.1, 0.15, 0.35, -0.65, 0.74, 0.9, -1.2});
   const std::vector<double> g1 = {0, 0, 1.0 / 3, -2.0 / 3, 1, 1, -1};  // t = 0.25, 0.75, 0.9
   const std::vector<double> g2 = {0, 0, 0, -2.0 / 3, 2.0 / 3, 1, -1};  // t^2 = 0.0625, 0.5625, 0.81
-  auto q1 = make_qil(SiteKind::kW, 3, 0.5, 0.3, 1.0);
-  q1->output_scale = QilOutputScale::kNone;
+  auto q1 = make_unscaled(SiteKind::kW, 3, 0.5, 0.3, 1.0);
   expect_values(q1->forward(w), g1, "gamma 1, no scale");
-  auto q2 = make_qil(SiteKind::kW, 3, 0.5, 0.3, 2.0);
-  q2->output_scale = QilOutputScale::kNone;
+  auto q2 = make_unscaled(SiteKind::kW, 3, 0.5, 0.3, 2.0);
   expect_values(q2->forward(w), g2, "gamma 2, no scale");
   // Default output scale: times the clip point c + d = 0.8.
   auto scaled = make_qil(SiteKind::kW, 3, 0.5, 0.3, 2.0)->forward(w);
   expect_values(scaled / 0.8, g2, "gamma 2, clip_point");
   // S: the weight-style transformer with gamma = 1 (no gamma parameter).
-  auto s = make_qil(SiteKind::kS, 3, 0.5, 0.3);
+  auto s = make_unscaled(SiteKind::kS, 3, 0.5, 0.3);
   EXPECT_FALSE(s->gamma.defined());
-  s->output_scale = QilOutputScale::kNone;
   expect_values(s->forward(t64({-0.65, 0.1, 0.35, -2.0})), {-2.0 / 3, 0, 1.0 / 3, -1}, "S");
 }
 
@@ -62,8 +70,7 @@ TEST(Qil, ForwardActivations) {
                 "U, clip_point 1.5");
   // H with a negative pruning point (c = 0.2, d = 0.5): negatives clip to 0 first, so -0.2
   // maps like 0 (t = 0.3 -> 1/3), not like -0.2 (t = 0.1 -> 0).
-  auto h = make_qil(SiteKind::kH, 2, 0.2, 0.5);
-  h->output_scale = QilOutputScale::kNone;
+  auto h = make_unscaled(SiteKind::kH, 2, 0.2, 0.5);
   auto x = t64({-0.2, 0.0, 0.4, 0.9}).requires_grad_();
   auto y = h->forward(x);
   expect_values(y, {1.0 / 3, 1.0 / 3, 2.0 / 3, 1}, "H");
@@ -206,13 +213,17 @@ TEST(Qil, ModuleOutputScaleGradScaleAndGamma) {
   auto cc = s64(c).requires_grad_(), dd = s64(d).requires_grad_(), gg = s64(gamma).requires_grad_();
   auto bare = qil_quantize(w, cc, dd, gg, grid, 1.0);
   bare.sum().backward();
-  for (auto mode : {QilGradScale::kLsq, QilGradScale::kHundredth, QilGradScale::kOne}) {
-    for (auto scale : {QilOutputScale::kClipPoint, QilOutputScale::kNone}) {
+  for (const char* mode_name : {"lsq", "0.01", "1"}) {
+    for (const char* scale_name : {"clip_point", "none"}) {
       for (bool learn : {false, true}) {
-        auto q = make_qil(SiteKind::kW, 4, c, d, gamma);
-        q->grad_scale = mode;
-        q->output_scale = scale;
-        q->learn_gamma = learn;
+        auto q = make_qil(QuantSpec("qil", 4, SiteKind::kW)
+                              .grad_scale(mode_name)
+                              .output_scale(scale_name)
+                              .learn_gamma(learn),
+                          c, d, gamma);
+        const auto mode = q->grad_scale();
+        const auto scale = q->output_scale();
+        EXPECT_EQ(q->learn_gamma(), learn);
         const double g = mode == QilGradScale::kLsq         ? 1 / std::sqrt(6.0 * 7.0)
                          : mode == QilGradScale::kHundredth ? 0.01
                                                             : 1.0;
@@ -242,8 +253,7 @@ TEST(Qil, ModuleOutputScaleGradScaleAndGamma) {
 TEST(Qil, ConstraintsAreClampedInTheForwardPass) {
   auto w = t64({-0.41, 0.62, 0.1, -0.95, 0.33, 0.5});
   // gamma above 10 acts as 10 and, when learned, gets no gradient.
-  auto big = make_qil(SiteKind::kW, 4, 0.5, 0.3, 50.0);
-  big->learn_gamma = true;
+  auto big = make_qil(QuantSpec("qil", 4, SiteKind::kW).learn_gamma(true), 0.5, 0.3, 50.0);
   auto y = big->forward(w);
   EXPECT_TRUE(torch::equal(y, make_qil(SiteKind::kW, 4, 0.5, 0.3, 10.0)->forward(w)));
   y.sum().backward();
@@ -262,10 +272,9 @@ TEST(Qil, ConstraintsAreClampedInTheForwardPass) {
 
 // Per channel: own interval per output filter, own gradients, N per filter.
 TEST(Qil, PerChannelIsolation) {
-  auto q =
-      std::make_shared<QilImpl>(QuantSpec("qil", 3, SiteKind::kW).per_channel(true).channels(2));
+  auto q = std::make_shared<QilImpl>(
+      QuantSpec("qil", 3, SiteKind::kW).per_channel(true).channels(2).learn_gamma(true));
   q->to(torch::kFloat64);
-  q->learn_gamma = true;
   auto w = t64({0.35, -0.65, 0.1, 0.3, -0.5, 1.2}).view({2, 3});
   q->init_from(w);
   EXPECT_NEAR(q->center[0].item<double>(), 0.325, 1e-15);  // 0.5 * max|w| per filter

@@ -71,7 +71,8 @@ class DsqImpl : public QuantizerImpl {
   torch::Tensor step_size() const override;
 
   torch::Tensor lower, upper, alpha;
-  bool alpha_fixed = false;  // option `dsq_alpha_fixed`: alpha keeps its value, gets no gradient
+  /// Option `dsq_alpha_fixed` (QuantSpec::alpha_fixed): alpha keeps its value, gets no gradient.
+  bool alpha_fixed() const { return spec_.alpha_fixed(); }
 
  protected:
   torch::Tensor quantize(const torch::Tensor& h) override;

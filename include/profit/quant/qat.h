@@ -89,19 +89,28 @@ struct QuantPolicy {
   /// weights' weight decay, which with_run_defaults() fills in (the phase engine calls it);
   /// quantize() reads an unset value as 0.
   std::optional<double> pact_alpha_decay;
+  /// QIL's options (baselines.md §5.4): output scale "clip_point" (default) | "none", interval
+  /// gradient scale "lsq" (default) | "0.01" | "1", learned gamma on weight sites (default off).
+  std::string qil_output_scale = "clip_point";
+  std::string qil_grad_scale = "lsq";
+  bool qil_learn_gamma = false;
+  /// DSQ's alpha stays at its initial 0.2 (baselines.md §6.3; default: learned).
+  bool dsq_alpha_fixed = false;
   std::vector<PolicyRule> rules;
 };
 
 /// Reads a YAML policy. Keys: method, weight_method, act_bits, weight_bits, per_channel,
 /// relu6_to_relu, keep_tail_relu6, quantize_gate, placement, act_init_quantile, act_init,
 /// se_act_bits, duq_learn_offset, pact_hswish_shift, pact_alpha_grad, pact_alpha_init,
-/// pact_alpha_init_value, pact_alpha_decay, overrides: [{pattern, method, bits,
+/// pact_alpha_init_value, pact_alpha_decay, qil_output_scale, qil_grad_scale, qil_learn_gamma,
+/// dsq_alpha_fixed, overrides: [{pattern, method, bits,
 /// per_channel, skip}]. Unknown keys and bad values are errors naming the file and key. With
 /// `section`, the policy is that top-level section of the file (a recipe's `policy:`); absent ->
 /// defaults.
 QuantPolicy load_policy(const std::string& path, const std::string& section = "");
 
-/// Whether `method` quantizes some site: the global method or an override's.
+/// Whether `method` quantizes some site: the global activation or weight method (set or the
+/// activation method's partner) or an override's.
 bool policy_uses(const QuantPolicy& policy, const std::string& method);
 
 /// The policy with the defaults that depend on the run filled in: pact_alpha_decay, when unset

@@ -83,9 +83,10 @@ class QilImpl : public QuantizerImpl {
 
   torch::Tensor center, distance, gamma;  // gamma: kind W only (undefined otherwise)
 
-  QilOutputScale output_scale = QilOutputScale::kClipPoint;
-  QilGradScale grad_scale = QilGradScale::kLsq;
-  bool learn_gamma = false;
+  /// The options, from the spec (QuantSpec::output_scale, grad_scale, learn_gamma).
+  QilOutputScale output_scale() const { return qil_output_scale_from(spec_.output_scale()); }
+  QilGradScale grad_scale() const { return qil_grad_scale_from(spec_.grad_scale()); }
+  bool learn_gamma() const { return spec_.learn_gamma(); }
 
  protected:
   torch::Tensor quantize(const torch::Tensor& h) override;

@@ -82,6 +82,16 @@ struct QuantSpec {
   /// PACT (§1.4, lambda_alpha; policy pact_alpha_decay): the L2 penalty lambda_alpha * alpha^2 of
   /// regularization(); 0 = none.
   TORCH_ARG(double, alpha_decay) = 0.0;
+  /// QIL (baselines.md §5.4.1; policy qil_output_scale): "clip_point" multiplies the output by
+  /// detach(c + d); "none" leaves it normalised.
+  TORCH_ARG(std::string, output_scale) = "clip_point";
+  /// QIL (§5.4.3; policy qil_grad_scale): the factor on the interval gradients, "lsq" (LSQ's
+  /// 1/sqrt(N Q_P)) | "0.01" | "1".
+  TORCH_ARG(std::string, grad_scale) = "lsq";
+  /// QIL weight sites (§5.4.3; policy qil_learn_gamma): the exponent gamma trains.
+  TORCH_ARG(bool, learn_gamma) = false;
+  /// DSQ (§6.3; policy dsq_alpha_fixed): alpha keeps its value and gets no gradient.
+  TORCH_ARG(bool, alpha_fixed) = false;
 };
 
 /// Base class of all quantizers.
