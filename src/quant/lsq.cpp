@@ -71,7 +71,8 @@ double LsqImpl::grad_scale(const torch::Tensor& v) const {
   if (spec_.kind() == SiteKind::kW) {
     n = static_cast<double>(spec_.per_channel() ? v.numel() / v.size(0) : v.numel());
   } else {
-    n = static_cast<double>(v.dim() > 1 ? v.numel() / v.size(0) : v.numel());  // per sample
+    const bool per_sample = !spec_.numel_per_batch() && v.dim() > 1;
+    n = static_cast<double>(per_sample ? v.numel() / v.size(0) : v.numel());
   }
   return 1.0 / std::sqrt(n * qp);
 }

@@ -103,6 +103,8 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       p.qil_learn_gamma = io::yaml_as<bool>(v, place, key);
     } else if (key == "dsq_alpha_fixed") {
       p.dsq_alpha_fixed = io::yaml_as<bool>(v, place, key);
+    } else if (key == "lsq_act_numel") {
+      p.lsq_act_numel = read_choice(v, place, key, {"per_sample", "per_batch"});
     } else if (key == "se_act_bits") {
       if (v.IsScalar() && v.Scalar() == "global")
         p.se_act_bits = 0;
@@ -155,6 +157,7 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
   require_method(p.qil_grad_scale != "lsq", "qil_grad_scale", "qil");
   require_method(p.qil_learn_gamma, "qil_learn_gamma", "qil");
   require_method(p.dsq_alpha_fixed, "dsq_alpha_fixed", "dsq");
+  require_method(p.lsq_act_numel != "per_sample", "lsq_act_numel", "lsq");
   TORCH_CHECK(!init_value_set || p.pact_alpha_init == "const", place,
               ": pact_alpha_init_value needs pact_alpha_init: const (got '", p.pact_alpha_init,
               "')");
@@ -205,6 +208,8 @@ std::string policy_to_yaml(const QuantPolicy& p) {
     out << YAML::Key << "qil_grad_scale" << YAML::Value << p.qil_grad_scale;
   if (p.qil_learn_gamma) out << YAML::Key << "qil_learn_gamma" << YAML::Value << true;
   if (p.dsq_alpha_fixed) out << YAML::Key << "dsq_alpha_fixed" << YAML::Value << true;
+  if (p.lsq_act_numel != "per_sample")
+    out << YAML::Key << "lsq_act_numel" << YAML::Value << p.lsq_act_numel;
   if (p.pact_alpha_decay)
     out << YAML::Key << "pact_alpha_decay" << YAML::Value << shortest(*p.pact_alpha_decay);
   if (p.se_act_bits != 8) {  // written only when changed, like act_init_quantile

@@ -69,6 +69,29 @@ TEST(Lsq, InitAndGradientScalePerChannel) {
   EXPECT_EQ(q.scale.grad()[1].item<double>(), 0.0);
 }
 
+// §3.3's N for activations: one sample's C*H*W by default, the whole batch with
+// lsq_act_numel: per_batch; weights ignore the option.
+TEST(Lsq, ActivationGradientScaleCountsASampleOrTheBatch) {
+  const auto x = torch::zeros({4, 2, 5});
+  EXPECT_DOUBLE_EQ(LsqImpl(QuantSpec("lsq", 3, SiteKind::kU)).grad_scale(x),
+                   1 / std::sqrt(10.0 * 7.0));
+  EXPECT_DOUBLE_EQ(LsqImpl(QuantSpec("lsq", 3, SiteKind::kU).numel_per_batch(true)).grad_scale(x),
+                   1 / std::sqrt(40.0 * 7.0));
+  EXPECT_DOUBLE_EQ(LsqImpl(QuantSpec("lsq", 3, SiteKind::kW).numel_per_batch(true)).grad_scale(x),
+                   1 / std::sqrt(40.0 * 3.0));
+  // The factor reaches the scale's gradient: per batch it is half the per-sample one here.
+  auto grad_of = [&](bool per_batch) {
+    LsqImpl q(QuantSpec("lsq", 3, SiteKind::kU).numel_per_batch(per_batch));
+    q.to(torch::kFloat64);
+    q.init_from(torch::ones({4, 2, 5}, torch::kFloat64));
+    q.set_state(QuantState::kQuantizing);
+    q.forward(torch::linspace(0, 3, 40, torch::kFloat64).view({4, 2, 5})).sum().backward();
+    return q.scale.grad().item<double>();
+  };
+  EXPECT_NEAR(grad_of(true), 0.5 * grad_of(false), 1e-12 * std::abs(grad_of(false)));
+  EXPECT_NE(grad_of(false), 0.0);
+}
+
 TEST(Lsq, ScaleStaysPositive) {
   LsqImpl q(QuantSpec("lsq", 4, SiteKind::kS));
   q.init_from(torch::ones({2, 3}));

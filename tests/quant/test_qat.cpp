@@ -283,23 +283,27 @@ TEST(Qat, PactAlphaOptionsReachThePactSites) {
             std::string::npos);
 }
 
-// baselines.md §5.4 / §6.3's QIL and DSQ options reach their method's sites (learn_gamma only the
-// weight sites), survive the YAML round trip, and learn_gamma without a QIL weight site is an
-// error.
-TEST(Qat, QilAndDsqOptionsReachTheirSites) {
+// baselines.md §5.4 / §6.3 / §3.3's QIL, DSQ and LSQ options reach their method's sites
+// (learn_gamma only the weight sites), survive the YAML round trip, and learn_gamma without a QIL
+// weight site is an error.
+TEST(Qat, QilDsqAndLsqOptionsReachTheirSites) {
   const auto dir = profit::testing::temp_dir();
   std::ofstream(dir / "qil.yaml") << "method: duq\nweight_method: qil\nqil_output_scale: none\n"
                                      "qil_grad_scale: 0.01\nqil_learn_gamma: true\n"
                                      "overrides:\n  - {pattern: \"features.2.*\", method: dsq}\n"
-                                     "dsq_alpha_fixed: true\n";
+                                     "  - {pattern: \"features.3.*\", method: lsq}\n"
+                                     "dsq_alpha_fixed: true\nlsq_act_numel: per_batch\n";
   const QuantPolicy p = load_policy((dir / "qil.yaml").string());
   std::ofstream(dir / "qil2.yaml") << policy_to_yaml(p);
   for (const auto& policy : {p, load_policy((dir / "qil2.yaml").string())}) {
     auto model = tiny("mobilenet_v2");
-    int qil = 0, dsq = 0;
+    int qil = 0, dsq = 0, lsq = 0;
     for (const auto& s : quantize(*model, policy)) {
       const auto& q = s.quantizer->spec();
-      const bool is_qil = q.method() == "qil", is_dsq = q.method() == "dsq";
+      const bool is_qil = q.method() == "qil", is_dsq = q.method() == "dsq",
+                 is_lsq = q.method() == "lsq";
+      lsq += is_lsq;
+      EXPECT_EQ(q.numel_per_batch(), is_lsq) << s.name;
       qil += is_qil;
       dsq += is_dsq;
       EXPECT_EQ(q.output_scale(), is_qil ? "none" : "clip_point") << s.name;
@@ -315,9 +319,11 @@ TEST(Qat, QilAndDsqOptionsReachTheirSites) {
     }
     EXPECT_GT(qil, 3);
     EXPECT_GT(dsq, 1);
+    EXPECT_GT(lsq, 1);
   }
   const std::string plain = policy_to_yaml(QuantPolicy());
-  for (const char* key : {"qil_", "dsq_"}) EXPECT_EQ(plain.find(key), std::string::npos) << key;
+  for (const char* key : {"qil_", "dsq_", "lsq_"})
+    EXPECT_EQ(plain.find(key), std::string::npos) << key;
 
   // QIL activations with SAWB weights: learn_gamma would reach no site.
   std::ofstream(dir / "q5.yaml") << "method: qil\nweight_method: sawb\nqil_learn_gamma: true\n";
@@ -349,6 +355,9 @@ TEST(Qat, MethodOptionErrorsNameTheFileAndKey) {
       {"q3.yaml", "method: qil\nqil_output_scale: max\n",
        "qil_output_scale must be clip_point or none, got 'max'"},
       {"q4.yaml", "method: lsq\ndsq_alpha_fixed: true\n", "dsq_alpha_fixed needs method dsq"},
+      {"l1.yaml", "method: lsq\nlsq_act_numel: per_image\n",
+       "lsq_act_numel must be per_sample or per_batch, got 'per_image'"},
+      {"l2.yaml", "method: duq\nlsq_act_numel: per_batch\n", "lsq_act_numel needs method lsq"},
   };
   const auto dir = profit::testing::temp_dir();
   for (const auto& c : cases) {

@@ -10,11 +10,12 @@
 //   below (v/s <= -Q_N): dv = 0, ds = -Q_N;   in: dv = 1, ds = round(v/s) - v/s;
 //   above (v/s >= Q_P):  dv = 0, ds = Q_P.
 // N: elements of the weight tensor (per output filter when per_channel); for activations C*H*W of
-// one sample. Parameter: "scale", shape [1] or [C] (per-channel weights). Init (§3.4):
-// s0 = 2 * mean|v| / sqrt(Q_P). Positivity: the forward uses max(s, 1e-8). At a bit-width change
-// of an initialised quantizer (beyond the paper) s is rescaled: by Q_P(old) / Q_P(new) to keep the
-// clip Q_P * s (carry_range: sensitivity), by the square root of that to follow the
-// initialisation rule (adapt_to_width: progressive lowering in training).
+// one sample (QuantSpec::numel_per_batch: the whole batch, option lsq_act_numel). Parameter:
+// "scale", shape [1] or [C] (per-channel weights). Init (§3.4): s0 = 2 * mean|v| / sqrt(Q_P).
+// Positivity: the forward uses max(s, 1e-8). At a bit-width change of an initialised quantizer
+// (beyond the paper) s is rescaled: by Q_P(old) / Q_P(new) to keep the clip Q_P * s (carry_range:
+// sensitivity), by the square root of that to follow the initialisation rule (adapt_to_width:
+// progressive lowering in training).
 #pragma once
 
 #include "profit/quant/quantizer.h"

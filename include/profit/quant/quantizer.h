@@ -92,6 +92,9 @@ struct QuantSpec {
   TORCH_ARG(bool, learn_gamma) = false;
   /// DSQ (§6.3; policy dsq_alpha_fixed): alpha keeps its value and gets no gradient.
   TORCH_ARG(bool, alpha_fixed) = false;
+  /// LSQ activation sites (§3.3; policy lsq_act_numel: per_batch): N of the gradient scale
+  /// 1/sqrt(N Q_P) counts the whole batch's elements instead of one sample's (C*H*W).
+  TORCH_ARG(bool, numel_per_batch) = false;
 };
 
 /// Base class of all quantizers.
