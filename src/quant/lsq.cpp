@@ -62,7 +62,24 @@ torch::Tensor lsq_quantize_reference(const torch::Tensor& v, const torch::Tensor
 LsqImpl::LsqImpl(const QuantSpec& spec) : QuantizerImpl(spec) {
   TORCH_CHECK(spec.fused() != FusedAct::kHSwish || spec.kind() == SiteKind::kH,
               "LSQ: a fused h-swish needs kind H");
-  scale = register_parameter("scale", torch::ones(param_shape()));
+  scale = spec.softplus_scale()
+              ? register_parameter("theta_s",
+                                   inverse_softplus(torch::ones(param_shape())).to(torch::kFloat))
+              : register_parameter("scale", torch::ones(param_shape()));
+}
+
+torch::Tensor LsqImpl::step() const {
+  if (spec_.softplus_scale()) return torch::nn::functional::softplus(scale).clamp_min(kMinScale);
+  return scale.clamp_min(kMinScale);
+}
+
+void LsqImpl::set_step(const torch::Tensor& s) {
+  torch::NoGradGuard no_grad;
+  const auto s_pos = s.clamp_min(kMinScale);
+  scale.set_data((spec_.softplus_scale() ? inverse_softplus(s_pos) : s_pos)
+                     .to(scale.dtype())
+                     .to(scale.device())
+                     .view(param_shape()));
 }
 
 double LsqImpl::grad_scale(const torch::Tensor& v) const {
@@ -83,16 +100,14 @@ void LsqImpl::init_from(const torch::Tensor& v) {
   torch::Tensor m = spec_.per_channel() ? v.abs().flatten(1).mean(1) : v.abs().mean().view({1});
   TORCH_CHECK(!spec_.per_channel() || v.size(0) == spec_.channels(), "LSQ: tensor has ", v.size(0),
               " channels, quantizer was built for ", spec_.channels());
-  scale.set_data(
-      (2.0 * m / std::sqrt(qp)).clamp_min(kMinScale).to(scale.dtype()).view(param_shape()));
+  set_step(2.0 * m / std::sqrt(qp));
   initialized_ = true;
 }
 
 bool LsqImpl::rescale_for_width(int old_bits, double power) {
   if (!initialized() || old_bits == bits()) return false;
   const double ratio = lsq_bounds(spec_.kind(), old_bits).qp / lsq_bounds(spec_.kind(), bits()).qp;
-  torch::NoGradGuard no_grad;
-  scale.mul_(std::pow(ratio, power));
+  set_step(step().detach() * std::pow(ratio, power));
   return true;
 }
 
@@ -108,7 +123,7 @@ bool LsqImpl::adapt_to_width(int old_bits) {
 }
 
 torch::Tensor LsqImpl::quantize(const torch::Tensor& v) {
-  auto s = scale.clamp_min(kMinScale);
+  auto s = step();
   const auto bounds = lsq_bounds(spec_.kind(), spec_.bits());
   if (fused_supported(v, {s})) return lsq_fused(v, s, bounds, grad_scale(v));
   return lsq_quantize(v, broadcastable(s, v), bounds, grad_scale(v));

@@ -105,6 +105,8 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       p.dsq_alpha_fixed = io::yaml_as<bool>(v, place, key);
     } else if (key == "lsq_act_numel") {
       p.lsq_act_numel = read_choice(v, place, key, {"per_sample", "per_batch"});
+    } else if (key == "lsq_scale") {
+      p.lsq_scale = read_choice(v, place, key, {"direct", "softplus"});
     } else if (key == "se_act_bits") {
       if (v.IsScalar() && v.Scalar() == "global")
         p.se_act_bits = 0;
@@ -158,6 +160,7 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
   require_method(p.qil_learn_gamma, "qil_learn_gamma", "qil");
   require_method(p.dsq_alpha_fixed, "dsq_alpha_fixed", "dsq");
   require_method(p.lsq_act_numel != "per_sample", "lsq_act_numel", "lsq");
+  require_method(p.lsq_scale != "direct", "lsq_scale", "lsq");
   TORCH_CHECK(!init_value_set || p.pact_alpha_init == "const", place,
               ": pact_alpha_init_value needs pact_alpha_init: const (got '", p.pact_alpha_init,
               "')");
@@ -210,6 +213,7 @@ std::string policy_to_yaml(const QuantPolicy& p) {
   if (p.dsq_alpha_fixed) out << YAML::Key << "dsq_alpha_fixed" << YAML::Value << true;
   if (p.lsq_act_numel != "per_sample")
     out << YAML::Key << "lsq_act_numel" << YAML::Value << p.lsq_act_numel;
+  if (p.lsq_scale != "direct") out << YAML::Key << "lsq_scale" << YAML::Value << p.lsq_scale;
   if (p.pact_alpha_decay)
     out << YAML::Key << "pact_alpha_decay" << YAML::Value << shortest(*p.pact_alpha_decay);
   if (p.se_act_bits != 8) {  // written only when changed, like act_init_quantile

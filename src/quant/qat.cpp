@@ -168,7 +168,10 @@ std::vector<QuantSite> quantize(nn::ClassifierImpl& model, const QuantPolicy& po
           .learn_gamma(policy.qil_learn_gamma && kind == SiteKind::kW);
     }
     if (r.method == "dsq") spec.alpha_fixed(policy.dsq_alpha_fixed);
-    if (r.method == "lsq") spec.numel_per_batch(policy.lsq_act_numel == "per_batch");
+    if (r.method == "lsq") {
+      spec.numel_per_batch(policy.lsq_act_numel == "per_batch")
+          .softplus_scale(policy.lsq_scale == "softplus");
+    }
     if (r.per_channel) spec.per_channel(true).channels(channels);
     auto q = make_quantizer(spec, site);
     sites.push_back({site, type, q});

@@ -69,6 +69,38 @@ TEST(Lsq, InitAndGradientScalePerChannel) {
   EXPECT_EQ(q.scale.grad()[1].item<double>(), 0.0);
 }
 
+// §3.4's option: s = softplus(theta_s). Same initial step, same forward as the direct
+// parameter at that step, theta's gradient = s's gradient times sigmoid(theta), the width rule
+// applied to s; the parameter (a file-format key) is "theta_s", not "scale".
+TEST(Lsq, SoftplusScaleParameterisation) {
+  auto spec = QuantSpec("lsq", 4, SiteKind::kS);
+  LsqImpl direct(spec), soft(QuantSpec(spec).softplus_scale(true));
+  direct.to(torch::kFloat64);
+  soft.to(torch::kFloat64);
+  EXPECT_EQ(soft.named_parameters().keys(), std::vector<std::string>{"theta_s"});
+  EXPECT_EQ(direct.named_parameters().keys(), std::vector<std::string>{"scale"});
+  const auto v = torch::tensor({0.3, -1.2, 0.05, 2.0, -0.7, 0.9}, torch::kFloat64);
+  direct.init_from(v);
+  soft.init_from(v);
+  const double s0 = 2 * (0.3 + 1.2 + 0.05 + 2.0 + 0.7 + 0.9) / 6 / std::sqrt(7.0);
+  EXPECT_NEAR(direct.step().item<double>(), s0, 1e-15);
+  EXPECT_NEAR(soft.step().item<double>(), s0, 1e-12);
+  EXPECT_NEAR(soft.scale.item<double>(), std::log(std::expm1(s0)), 1e-12);  // inverse softplus
+  direct.set_state(QuantState::kQuantizing);
+  soft.set_state(QuantState::kQuantizing);
+  auto yd = direct.forward(v), ys = soft.forward(v);
+  EXPECT_TRUE(torch::allclose(yd, ys, 0, 1e-12));
+  yd.sum().backward();
+  ys.sum().backward();
+  const double sig = 1 / (1 + std::exp(-soft.scale.item<double>()));
+  EXPECT_NE(direct.scale.grad().item<double>(), 0.0);
+  EXPECT_NEAR(soft.scale.grad().item<double>(), direct.scale.grad().item<double>() * sig, 1e-12);
+  // 4 -> 3 bits in training: s *= sqrt(Q_P(4) / Q_P(3)) = sqrt(7 / 3), as for the direct scale.
+  soft.set_bits(3);
+  ASSERT_TRUE(soft.adapt_to_width(4));
+  EXPECT_NEAR(soft.step().item<double>(), s0 * std::sqrt(7.0 / 3.0), 1e-12);
+}
+
 // §3.3's N for activations: one sample's C*H*W by default, the whole batch with
 // lsq_act_numel: per_batch; weights ignore the option.
 TEST(Lsq, ActivationGradientScaleCountsASampleOrTheBatch) {

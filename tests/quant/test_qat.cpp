@@ -292,7 +292,8 @@ TEST(Qat, QilDsqAndLsqOptionsReachTheirSites) {
                                      "qil_grad_scale: 0.01\nqil_learn_gamma: true\n"
                                      "overrides:\n  - {pattern: \"features.2.*\", method: dsq}\n"
                                      "  - {pattern: \"features.3.*\", method: lsq}\n"
-                                     "dsq_alpha_fixed: true\nlsq_act_numel: per_batch\n";
+                                     "dsq_alpha_fixed: true\nlsq_act_numel: per_batch\n"
+                                     "lsq_scale: softplus\n";
   const QuantPolicy p = load_policy((dir / "qil.yaml").string());
   std::ofstream(dir / "qil2.yaml") << policy_to_yaml(p);
   for (const auto& policy : {p, load_policy((dir / "qil2.yaml").string())}) {
@@ -304,6 +305,7 @@ TEST(Qat, QilDsqAndLsqOptionsReachTheirSites) {
                  is_lsq = q.method() == "lsq";
       lsq += is_lsq;
       EXPECT_EQ(q.numel_per_batch(), is_lsq) << s.name;
+      EXPECT_EQ(q.softplus_scale(), is_lsq) << s.name;
       qil += is_qil;
       dsq += is_dsq;
       EXPECT_EQ(q.output_scale(), is_qil ? "none" : "clip_point") << s.name;
@@ -358,6 +360,9 @@ TEST(Qat, MethodOptionErrorsNameTheFileAndKey) {
       {"l1.yaml", "method: lsq\nlsq_act_numel: per_image\n",
        "lsq_act_numel must be per_sample or per_batch, got 'per_image'"},
       {"l2.yaml", "method: duq\nlsq_act_numel: per_batch\n", "lsq_act_numel needs method lsq"},
+      {"l3.yaml", "method: lsq\nlsq_scale: exp\n",
+       "lsq_scale must be direct or softplus, got 'exp'"},
+      {"l4.yaml", "method: pact\nlsq_scale: softplus\n", "lsq_scale needs method lsq"},
   };
   const auto dir = profit::testing::temp_dir();
   for (const auto& c : cases) {

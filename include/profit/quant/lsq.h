@@ -12,7 +12,9 @@
 // N: elements of the weight tensor (per output filter when per_channel); for activations C*H*W of
 // one sample (QuantSpec::numel_per_batch: the whole batch, option lsq_act_numel). Parameter:
 // "scale", shape [1] or [C] (per-channel weights). Init (§3.4): s0 = 2 * mean|v| / sqrt(Q_P).
-// Positivity: the forward uses max(s, 1e-8). At a bit-width change of an initialised quantizer
+// Positivity: the forward uses max(s, 1e-8); with QuantSpec::softplus_scale (§3.4's option, policy
+// lsq_scale: softplus) the parameter is "theta_s" and s = softplus(theta_s) (g still multiplies
+// ds; autograd adds dsoftplus). At a bit-width change of an initialised quantizer
 // (beyond the paper) s is rescaled: by Q_P(old) / Q_P(new) to keep the clip Q_P * s (carry_range:
 // sensitivity), by the square root of that to follow the initialisation rule (adapt_to_width:
 // progressive lowering in training).
@@ -44,12 +46,15 @@ class LsqImpl : public QuantizerImpl {
 
   explicit LsqImpl(const QuantSpec& spec);
   void init_from(const torch::Tensor& v) override;
-  torch::Tensor step_size() const override { return scale.detach().clamp_min(kMinScale); }
+  torch::Tensor step_size() const override { return step().detach(); }
+  /// s as the forward uses it: max(scale, 1e-8), or softplus(scale) with softplus_scale.
+  torch::Tensor step() const;
   /// The gradient scale g = 1/sqrt(N * Q_P) for tensor v (§3.3).
   double grad_scale(const torch::Tensor& v) const;
   bool carry_range(int old_bits) override;
   bool adapt_to_width(int old_bits) override;
 
+  /// The parameter: "scale" (s itself), or "theta_s" with QuantSpec::softplus_scale.
   torch::Tensor scale;
 
  protected:
@@ -58,6 +63,8 @@ class LsqImpl : public QuantizerImpl {
   bool absorbs_activation() const override { return spec_.kind() == SiteKind::kU; }
 
  private:
+  /// Stores step s (> 0; clamped at 1e-8) in the parameter: s, or inverse_softplus(s).
+  void set_step(const torch::Tensor& s);
   /// s *= (Q_P(old_bits) / Q_P(bits()))^power, if initialised and the width changed.
   bool rescale_for_width(int old_bits, double power);
 };

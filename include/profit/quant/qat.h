@@ -99,6 +99,9 @@ struct QuantPolicy {
   /// LSQ activation sites' N in the gradient scale (baselines.md §3.3): "per_sample" (default,
   /// C*H*W) | "per_batch".
   std::string lsq_act_numel = "per_sample";
+  /// LSQ's step parameter (baselines.md §3.4): "direct" (default: "scale" = s, used as
+  /// max(s, 1e-8)) | "softplus" ("theta_s", s = softplus(theta_s)).
+  std::string lsq_scale = "direct";
   std::vector<PolicyRule> rules;
 };
 
@@ -106,7 +109,7 @@ struct QuantPolicy {
 /// relu6_to_relu, keep_tail_relu6, quantize_gate, placement, act_init_quantile, act_init,
 /// se_act_bits, duq_learn_offset, pact_hswish_shift, pact_alpha_grad, pact_alpha_init,
 /// pact_alpha_init_value, pact_alpha_decay, qil_output_scale, qil_grad_scale, qil_learn_gamma,
-/// dsq_alpha_fixed, lsq_act_numel, overrides: [{pattern, method, bits,
+/// dsq_alpha_fixed, lsq_act_numel, lsq_scale, overrides: [{pattern, method, bits,
 /// per_channel, skip}]. Unknown keys and bad values are errors naming the file and key. With
 /// `section`, the policy is that top-level section of the file (a recipe's `policy:`); absent ->
 /// defaults.

@@ -95,6 +95,10 @@ struct QuantSpec {
   /// LSQ activation sites (§3.3; policy lsq_act_numel: per_batch): N of the gradient scale
   /// 1/sqrt(N Q_P) counts the whole batch's elements instead of one sample's (C*H*W).
   TORCH_ARG(bool, numel_per_batch) = false;
+  /// LSQ (§3.4, "option: softplus parameterisation"; policy lsq_scale: softplus): the parameter
+  /// is "theta_s" and s = softplus(theta_s), positive by construction, instead of "scale" = s
+  /// used as max(s, 1e-8).
+  TORCH_ARG(bool, softplus_scale) = false;
 };
 
 /// Base class of all quantizers.
