@@ -55,11 +55,11 @@ double fat_lr(double lr0, double lambda, int64_t reset_steps, int64_t t) {
 namespace {
 
 // Quantizer names for the configured FAT options (the default ones are in the builtin table).
-std::string fat_method(bool asymmetric, double width_max) {
+std::string fat_method(bool asymmetric, double width_max, bool unsigned_shift) {
   std::string name = asymmetric ? "fat_asym" : "fat";
-  if (width_max == 1.0) return name;
-  name += "@" + std::to_string(width_max);
-  auto options = quant::FatOptions().width_max(width_max);
+  if (width_max == 1.0 && !unsigned_shift) return name;
+  name += "@" + std::to_string(width_max) + (unsigned_shift ? "+ushift" : "");
+  auto options = quant::FatOptions().width_max(width_max).unsigned_shift(unsigned_shift);
   if (asymmetric) options.mode(quant::FatMode::kAsymmetric);
   quant::register_quantizer(name, quant::fat_factory(options));
   return name;
@@ -136,8 +136,9 @@ FatSummary run_fat(train::TrainConfig cfg) {
 
   quant::register_builtin_quantizers();
   quant::QuantPolicy policy;
-  policy.method = fat_method(false, f.width_max);
-  policy.weight_method = fat_method(f.weight_form == "asymmetric", f.width_max);
+  // The shift is an activation option: weights (kind W) have no unsigned sites.
+  policy.method = fat_method(false, f.width_max, f.unsigned_shift);
+  policy.weight_method = fat_method(f.weight_form == "asymmetric", f.width_max, false);
   policy.act_bits = static_cast<int>(f.a_bits);
   policy.weight_bits = static_cast<int>(f.w_bits);
   policy.per_channel = f.per_filter;

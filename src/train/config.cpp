@@ -105,6 +105,9 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
   fn({"fat", "loss", "fat-loss", "FAT: rmse | charbonnier"}, &q.loss);
   fn({"fat", "width_max", "fat-width-max", "FAT: upper clip of the width scale (1.0 or 1.3)"},
      &q.width_max);
+  fn({"fat", "unsigned_shift", "fat-unsigned-shift",
+      "FAT: unsigned (ReLU) sites also train a left-limit shift in [0, 0.4]"},
+     &q.unsigned_shift);
   auto& r = c.profit;
   fn({"profit", "teacher", "teacher",
       "KD teacher: none | self (the student before training, quantizers off) | FP run folder | "

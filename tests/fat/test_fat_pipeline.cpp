@@ -1,6 +1,7 @@
 // FAT pipeline: BN folding and depthwise rescaling equivalence, the rescale rules, loss and
 // schedule values, and a threshold-only smoke run (weights untouched, scales move, resume exact).
 #include <cmath>
+#include <map>
 
 #include "helpers.h"
 #include "profit/fat/export.h"
@@ -340,6 +341,41 @@ TEST(FatPipeline, ThresholdOnlyTrainingAndExactResume) {
     EXPECT_GT(j[key]["loss"].get<double>(), 0.0) << key;
   }
   EXPECT_EQ(resumed.json["after"]["loss"], j["after"]["loss"]);
+}
+
+// fat.md §4.6's option fat_unsigned_shift (setting fat.unsigned_shift): the unsigned (ReLU)
+// activation sites take the asymmetric form with a trainable left-limit shift alpha_t (the
+// default has only alpha there); weights are unchanged by it. Shifts train where they get a
+// gradient.
+TEST(FatPipeline, UnsignedShiftGivesTheReluSitesATrainedShift) {
+  const auto dir = temp_dir();
+  auto fp = model_with_bn_stats("mobilenet_v2", 11, 10, 1);
+  const auto weights = (dir / "fp.safetensors").string();
+  io::save_safetensors(weights, io::state_dict(*fp));
+  std::map<bool, io::TensorMap> finals;
+  for (bool shift : {false, true}) {
+    auto cfg = smoke_config(dir / (shift ? "shift" : "plain"), weights);
+    cfg.epochs = 1;
+    cfg.fat.unsigned_shift = shift;
+    ASSERT_FALSE(run_fat(cfg).stopped_early);
+    finals[shift] = io::load_weights_file((fs::path(cfg.out_dir) / "final.safetensors").string());
+  }
+  auto has = [](const io::TensorMap& m, const std::string& k) { return m.count(k) > 0; };
+  int shifted = 0, moved = 0;
+  for (const auto& [k, v] : finals[true]) {
+    const auto at = k.rfind(".alpha_t");
+    if (at == std::string::npos || at + 8 != k.size()) continue;
+    const auto site = k.substr(0, at);
+    if (has(finals[false], k)) continue;  // asymmetric in both runs: an S or H site or a weight
+    ++shifted;
+    EXPECT_TRUE(has(finals[false], site + ".alpha")) << site;  // U: symmetric without the option
+    EXPECT_EQ(site.find("weight_quant"), std::string::npos) << site;
+    moved += !torch::equal(v, torch::zeros_like(v));
+  }
+  EXPECT_GT(shifted, 5);
+  // alpha_t's gradient is R on saturated elements only (§4.5), and a ReLU output never falls
+  // below the left limit 0: sites whose calibrated maximum is not exceeded keep alpha_t = 0.
+  EXPECT_GT(moved, 5);
 }
 
 TEST(FatPipeline, BadSettingsNameTheKey) {

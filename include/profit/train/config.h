@@ -31,6 +31,7 @@ struct FatSettings {
   int64_t reset_steps = 400;               // K: Adam reset period (§7)
   std::string loss = "rmse";               // rmse | charbonnier (§7)
   double width_max = 1.0;                  // upper clip of the width scale (§4.6)
+  bool unsigned_shift = false;  // U sites: also a left-limit shift in [0, 0.4] (§4.6 option)
 };
 
 /// Settings of the PROFIT schedule (`profit quantize`, profit.md §4-§5); YAML section "profit".
