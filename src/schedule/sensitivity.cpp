@@ -114,6 +114,7 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, const Sensitiv
   const auto baseline = measure("baseline");
   report.baseline_top1 = baseline.top1;
   report.baseline_loss = baseline.loss;
+  if (o.baseline_only()) return report;
   std::vector<const quant::QuantSite*> weight_sites, act_sites;  // act_sites include inputs
   for (const auto& s : sites) {
     if (s.quantizer->state() != quant::QuantState::kQuantizing) continue;

@@ -750,6 +750,12 @@ TEST(ScheduleEndToEnd, SensitivityOfAFinishedRun) {
   const auto recal1 = measure_sensitivity(out, SensitivityOptions().images(0).bn_batches(1));
   EXPECT_NE(recal1.baseline_loss, recal.baseline_loss);
   EXPECT_NE(recal1.baseline_loss, off.baseline_loss);
+  // Baseline only: the same baseline, no site measured.
+  const auto only =
+      measure_sensitivity(out, SensitivityOptions().images(0).bn_batches(1).baseline_only(true));
+  EXPECT_DOUBLE_EQ(only.baseline_loss, recal1.baseline_loss);
+  EXPECT_TRUE(only.sites.empty());
+  EXPECT_FALSE(recal1.sites.empty());
   EXPECT_EQ(recal.sites.size(), off.sites.size());
   for (const auto& site : recal.sites) EXPECT_EQ(site.gain, 0.0) << site.site;
   EXPECT_ERROR_CONTAINS(measure_sensitivity(out, SensitivityOptions().raise_to(9)),

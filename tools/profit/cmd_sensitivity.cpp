@@ -30,6 +30,10 @@ Action add_sensitivity(CLI::App& app) {
   auto data_root = std::make_shared<std::string>();
   cmd->add_option("--data-root", *data_root,
                   "dataset folder, if not where the run had it (a run made on another machine)");
+  auto baseline_only = std::make_shared<bool>(false);
+  cmd->add_flag("--baseline-only", *baseline_only,
+                "measure only the quantized model (with --bn-batches: the effect of re-estimated "
+                "BatchNorm statistics alone)");
   auto bn_batches = std::make_shared<int64_t>(0);
   cmd->add_option("--bn-batches", *bn_batches,
                   "re-estimate BatchNorm statistics on N training batches before each "
@@ -41,7 +45,8 @@ Action add_sensitivity(CLI::App& app) {
                                                            .raise_to(*bits)
                                                            .device(*device)
                                                            .data_root(*data_root)
-                                                           .bn_batches(*bn_batches));
+                                                           .bn_batches(*bn_batches)
+                                                           .baseline_only(*baseline_only));
     std::printf("sensitivity of %s: %ld test images, each site %s\n", run->c_str(),
                 static_cast<long>(r.images),
                 r.raise_to == 0 ? "in full precision"
@@ -51,7 +56,8 @@ Action add_sensitivity(CLI::App& app) {
                   static_cast<long>(r.bn_batches));
     std::printf("baseline (all sites quantized): top-1 %.2f %%, loss %.4f\n", r.baseline_top1,
                 r.baseline_loss);
-    std::printf("%4s %-40s %-10s %4s %8s %8s\n", "rank", "site", "type", "bits", "top-1", "gain");
+    if (!r.sites.empty())
+      std::printf("%4s %-40s %-10s %4s %8s %8s\n", "rank", "site", "type", "bits", "top-1", "gain");
     nlohmann::json out = {{"run", *run},
                           {"images", r.images},
                           {"raise_to", r.raise_to},

@@ -41,6 +41,9 @@ struct SensitivityOptions {
   /// Training batches (the run's batch size and train transforms) to re-estimate BatchNorm
   /// statistics on before every measurement; 0: keep the run's statistics.
   TORCH_ARG(int64_t, bn_batches) = 0;
+  /// Only the baseline (every site quantized), no per-site measurement: with bn_batches, what
+  /// re-estimated BatchNorm statistics alone change, in one evaluation.
+  TORCH_ARG(bool, baseline_only) = false;
 };
 
 struct SensitivityReport {
