@@ -30,6 +30,45 @@ std::string read_choice(const YAML::Node& v, const std::string& place, const std
   return value;
 }
 
+// The policy's plain on/off keys and its keys with a fixed set of values (the first is the
+// default), read the same way.
+struct BoolKey {
+  const char* key;
+  bool QuantPolicy::*field;
+};
+const BoolKey kBoolKeys[] = {
+    {"per_channel", &QuantPolicy::per_channel},
+    {"relu6_to_relu", &QuantPolicy::relu6_to_relu},
+    {"keep_tail_relu6", &QuantPolicy::keep_tail_relu6},
+    {"quantize_gate", &QuantPolicy::quantize_gate},
+    {"duq_learn_offset", &QuantPolicy::duq_learn_offset},
+    {"pact_hswish_shift", &QuantPolicy::pact_hswish_shift},
+    {"qil_learn_gamma", &QuantPolicy::qil_learn_gamma},
+    {"dsq_alpha_fixed", &QuantPolicy::dsq_alpha_fixed},
+};
+struct ChoiceKey {
+  const char* key;
+  std::string QuantPolicy::*field;
+  std::vector<std::string> allowed;
+};
+const ChoiceKey kChoiceKeys[] = {
+    {"act_init", &QuantPolicy::act_init, {"intended", "reference"}},
+    {"placement", &QuantPolicy::placement, {"profit", "fat"}},
+    {"pact_alpha_grad", &QuantPolicy::pact_alpha_grad, {"ste", "residual"}},
+    {"pact_alpha_init", &QuantPolicy::pact_alpha_init, {"percentile", "const"}},
+    {"qil_output_scale", &QuantPolicy::qil_output_scale, {"clip_point", "none"}},
+    {"qil_grad_scale", &QuantPolicy::qil_grad_scale, {"lsq", "0.01", "1"}},
+    {"lsq_act_numel", &QuantPolicy::lsq_act_numel, {"per_sample", "per_batch"}},
+    {"lsq_scale", &QuantPolicy::lsq_scale, {"direct", "softplus"}},
+};
+
+template <typename Entry, size_t N>
+const Entry* find_key(const Entry (&table)[N], const std::string& key) {
+  for (const auto& e : table)
+    if (key == e.key) return &e;
+  return nullptr;
+}
+
 // The shortest decimal that reads back as exactly `v` (4e-05, not 4.0000000000000003e-05).
 std::string shortest(double v) {
   char buf[32];
@@ -56,36 +95,22 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
   for (const auto& kv : root) {
     const auto key = kv.first.as<std::string>();
     const auto& v = kv.second;
-    if (key == "method")
+    if (auto* flag = find_key(kBoolKeys, key)) {
+      p.*(flag->field) = io::yaml_as<bool>(v, place, key);
+    } else if (auto* choice = find_key(kChoiceKeys, key)) {
+      p.*(choice->field) = read_choice(v, place, key, choice->allowed);
+    } else if (key == "method") {
       p.method = io::yaml_as<std::string>(v, place, key);
-    else if (key == "weight_method")
+    } else if (key == "weight_method") {
       p.weight_method = io::yaml_as<std::string>(v, place, key);
-    else if (key == "act_bits")
+    } else if (key == "act_bits") {
       check_bits(p.act_bits = io::yaml_as<int>(v, place, key), place, key);
-    else if (key == "weight_bits")
+    } else if (key == "weight_bits") {
       check_bits(p.weight_bits = io::yaml_as<int>(v, place, key), place, key);
-    else if (key == "per_channel")
-      p.per_channel = io::yaml_as<bool>(v, place, key);
-    else if (key == "relu6_to_relu")
-      p.relu6_to_relu = io::yaml_as<bool>(v, place, key);
-    else if (key == "keep_tail_relu6")
-      p.keep_tail_relu6 = io::yaml_as<bool>(v, place, key);
-    else if (key == "quantize_gate")
-      p.quantize_gate = io::yaml_as<bool>(v, place, key);
-    else if (key == "act_init_quantile") {
+    } else if (key == "act_init_quantile") {
       p.act_init_quantile = io::yaml_as<double>(v, place, key);
       TORCH_CHECK(p.act_init_quantile > 0.0 && p.act_init_quantile <= 1.0, place,
                   ": act_init_quantile must be in (0, 1], got ", p.act_init_quantile);
-    } else if (key == "act_init") {
-      p.act_init = read_choice(v, place, key, {"intended", "reference"});
-    } else if (key == "duq_learn_offset") {
-      p.duq_learn_offset = io::yaml_as<bool>(v, place, key);
-    } else if (key == "pact_hswish_shift") {
-      p.pact_hswish_shift = io::yaml_as<bool>(v, place, key);
-    } else if (key == "pact_alpha_grad") {
-      p.pact_alpha_grad = read_choice(v, place, key, {"ste", "residual"});
-    } else if (key == "pact_alpha_init") {
-      p.pact_alpha_init = read_choice(v, place, key, {"percentile", "const"});
     } else if (key == "pact_alpha_init_value") {
       init_value_set = true;
       p.pact_alpha_init_value = io::yaml_as<double>(v, place, key);
@@ -95,25 +120,11 @@ QuantPolicy load_policy(const std::string& path, const std::string& section) {
       p.pact_alpha_decay = io::yaml_as<double>(v, place, key);
       TORCH_CHECK(std::isfinite(*p.pact_alpha_decay) && *p.pact_alpha_decay >= 0.0, place,
                   ": pact_alpha_decay must be >= 0, got ", *p.pact_alpha_decay);
-    } else if (key == "qil_output_scale") {
-      p.qil_output_scale = read_choice(v, place, key, {"clip_point", "none"});
-    } else if (key == "qil_grad_scale") {
-      p.qil_grad_scale = read_choice(v, place, key, {"lsq", "0.01", "1"});
-    } else if (key == "qil_learn_gamma") {
-      p.qil_learn_gamma = io::yaml_as<bool>(v, place, key);
-    } else if (key == "dsq_alpha_fixed") {
-      p.dsq_alpha_fixed = io::yaml_as<bool>(v, place, key);
-    } else if (key == "lsq_act_numel") {
-      p.lsq_act_numel = read_choice(v, place, key, {"per_sample", "per_batch"});
-    } else if (key == "lsq_scale") {
-      p.lsq_scale = read_choice(v, place, key, {"direct", "softplus"});
     } else if (key == "se_act_bits") {
       if (v.IsScalar() && v.Scalar() == "global")
         p.se_act_bits = 0;
       else
         check_bits(p.se_act_bits = io::yaml_as<int>(v, place, key), place, key);
-    } else if (key == "placement") {
-      p.placement = read_choice(v, place, key, {"profit", "fat"});
     } else if (key == "overrides") {
       TORCH_CHECK(v.IsSequence(), place, ": 'overrides' must be a list");
       for (const auto& item : v) {

@@ -37,10 +37,7 @@ QuantizeSummary run_quantize(QuantizeJob job) {
   const fs::path out(cfg.out_dir);
   fs::create_directories(out);
   const std::string ckpt = (out / "last.ckpt").string();
-  const bool resuming = adopt_resume_folder(job);
-  // A new run fills in the run-dependent policy defaults (and policy.yaml records them); a resumed
-  // one keeps its saved policy as it is, so a run saved before a default existed goes on as begun.
-  if (!resuming) job.policy = quant::with_run_defaults(job.policy, cfg.weight_decay);
+  const bool resuming = adopt_resume_folder(job);  // a new run's policy.yaml records its defaults
   if (cfg.resume && !resuming) std::cerr << "resume: no " << ckpt << ", starting a new run\n";
   train::validate(cfg);
   if (job.phases.empty()) job.phases = expand_schedule(cfg.profit);

@@ -27,7 +27,10 @@ QuantizeJob make_job(const train::TrainConfig& cfg, const std::string& recipe_pa
 
 bool adopt_resume_folder(QuantizeJob& job) {
   const fs::path out(job.cfg.out_dir);
-  if (!job.cfg.resume || !fs::exists(out / "last.ckpt")) return false;
+  if (!job.cfg.resume || !fs::exists(out / "last.ckpt")) {
+    job.policy = quant::with_run_defaults(job.policy, job.cfg.weight_decay);
+    return false;
+  }
   // A resumed run continues what it started: the recipe given now does not apply.
   train::restore_run_config(job.cfg, (out / "config.json").string());
   job.policy = quant::load_policy((out / "policy.yaml").string());
@@ -40,8 +43,6 @@ std::vector<Phase> check_job(QuantizeJob job) {
   if (adopt_resume_folder(job))
     std::cerr << "dry run: " << cfg.out_dir
               << " holds a run to resume; checking its saved config, policy and phases\n";
-  else
-    job.policy = quant::with_run_defaults(job.policy, cfg.weight_decay);
   train::validate(cfg);
   if (job.phases.empty()) job.phases = expand_schedule(cfg.profit);
   validate_phases(job.phases, cfg.profit.n_profit);

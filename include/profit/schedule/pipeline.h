@@ -59,7 +59,9 @@ nn::ModelPtr load_teacher(const train::TrainConfig& cfg, const quant::QuantPolic
 
 /// With train.resume and a last.ckpt in train.out_dir, replaces the job's config (but for the
 /// run-local settings of train::restore_run_config), policy and phases by those the run folder
-/// saved, and returns true; otherwise leaves the job as it is and returns false.
+/// saved, and returns true. Otherwise (a new run) fills in the policy's run-dependent defaults
+/// (quant::with_run_defaults with train.weight_decay) and returns false: a resumed run keeps its
+/// saved policy as it is, so a run saved before a default existed goes on as it began.
 bool adopt_resume_folder(QuantizeJob& job);
 
 /// The student: cfg.model in its QAT form under `policy` (sites returned in `sites`), with the FP
