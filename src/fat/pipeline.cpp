@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <numeric>
 #include <random>
@@ -13,6 +14,7 @@
 #include "profit/fat/export.h"
 #include "profit/fat/fold.h"
 #include "profit/fat/rescale.h"
+#include "profit/fat/weight_factors.h"
 #include "profit/io/atomic_file.h"
 #include "profit/io/checkpoint.h"
 #include "profit/io/safetensors.h"
@@ -30,27 +32,6 @@ namespace profit::fat {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-torch::Tensor fat_loss(const torch::Tensor& student, const torch::Tensor& teacher,
-                       const std::string& kind) {
-  TORCH_CHECK(student.dim() == 2 && student.sizes() == teacher.sizes(), "fat_loss: student ",
-              student.sizes(), " vs teacher ", teacher.sizes());
-  const double n = static_cast<double>(student.size(0));
-  const auto d = student - teacher;
-  // The clamp only keeps the gradient of sqrt finite when student == teacher exactly.
-  if (kind == "rmse") return torch::sqrt((d.pow(2).sum() / n).clamp_min(1e-20));
-  if (kind == "charbonnier") return torch::sqrt(d.pow(2) + 1e-5).sum() / n;
-  TORCH_CHECK(false, "fat_loss: unknown loss '", kind, "' (rmse | charbonnier)");
-  return {};
-}
-
-double fat_lr(double lr0, double lambda, int64_t reset_steps, int64_t t) {
-  TORCH_CHECK(reset_steps >= 1 && t >= 0, "fat_lr: bad K=", reset_steps, " or t=", t);
-  const double d = static_cast<double>(t % reset_steps);
-  return lr0 * std::exp(-lambda * static_cast<double>(t)) *
-             std::abs(std::cos(M_PI * d / (4.0 * static_cast<double>(reset_steps)))) +
-         1e-7;
-}
 
 namespace {
 
@@ -196,134 +177,206 @@ FatSummary run_fat(train::TrainConfig cfg) {
   TORCH_CHECK(steps_per_epoch > 0, "fat: the unlabeled subset (", fit->size(),
               " images) is smaller than one batch of ", cfg.batch_size);
 
-  torch::optim::Adam adam(scales, torch::optim::AdamOptions(cfg.lr).betas({0.9, 0.999}).eps(1e-8));
+  // Stage 0 trains the thresholds; with fat.weight_factors, stage 1 then trains per-weight
+  // factors (§8) with the thresholds fixed. Both use the same data, loss, Adam and lr(t, d) (t
+  // counted from the stage's first step) and keep what has the lowest held-out loss so far, so
+  // stage 1 only replaces the thresholds-only model by a better one.
+  const auto adam_options = torch::optim::AdamOptions(cfg.lr).betas({0.9, 0.999}).eps(1e-8);
+  torch::optim::Adam adam(scales, adam_options);
   io::TrainPosition pos;
   const io::CheckpointRefs refs{student.get(), nullptr, &adam};
   if (resuming) {
-    io::load_checkpoint(ckpt, refs, pos, device);
-    io::restore_rng(pos, device);
-    std::cerr << "resumed " << ckpt << " at epoch " << pos.epoch << " step " << pos.step << "\n";
+    io::load_checkpoint(ckpt, {}, pos, device);  // which stage the run is in
+    TORCH_CHECK(pos.phase == 0 || (pos.phase == 1 && f.weight_factors), ckpt, ": stage ", pos.phase,
+                " does not match fat.weight_factors ", f.weight_factors);
+    if (pos.phase == 0) {
+      io::load_checkpoint(ckpt, refs, pos, device);
+      io::restore_rng(pos, device);
+    }
+    std::cerr << "resumed " << ckpt << " at stage " << pos.phase << " epoch " << pos.epoch
+              << " step " << pos.step << "\n";
   } else {
     io::write_file_atomic((out / "config.json").string(), train::to_json(cfg).dump(2) + "\n");
   }
   const std::string config_json = train::to_json(cfg).dump();
   train::MetricsLog metrics((out / "metrics.jsonl").string(), resuming ? pos.step : -1);
 
-  // The last saved scales: restored, with a fresh Adam, after a non-finite loss (fat.md §7).
-  std::vector<torch::Tensor> last_good;
-  auto snapshot = [&] {
-    last_good.clear();
-    for (auto& p : scales) last_good.push_back(p.detach().clone());
-  };
-  snapshot();
   // Training time accumulates over resumes: the checkpoint carries the time spent before.
   const double train_before = pos.elapsed_seconds;
   const auto train_start = Clock::now();
   auto train_elapsed = [&] {
     return train_before + std::chrono::duration<double>(Clock::now() - train_start).count();
   };
-  auto save = [&] {
-    io::capture_rng(pos, device);
-    pos.elapsed_seconds = train_elapsed();
-    io::save_checkpoint(ckpt, refs, pos, config_json);
-    snapshot();
-  };
-  auto holdout_loss = [&]() -> double {
-    torch::NoGradGuard no_grad;
-    double sq = 0.0, ch = 0.0;
-    int64_t n = 0;
-    auto it = hold_loader.epoch(0);
-    data::Batch b;
-    while (it->next(b)) {
-      auto x = b.images.to(device);
-      auto d = (student->forward(x) - teacher->forward(x)).to(torch::kDouble);
-      sq += d.pow(2).sum().item<double>();
-      ch += torch::sqrt(d.pow(2) + 1e-5).sum().item<double>();
-      n += x.size(0);
-    }
-    if (n == 0) return -1.0;
-    return f.loss == "rmse" ? std::sqrt(sq / n) : ch / n;
+  auto holdout_loss = [&] {
+    return heldout_loss(fwd_student, fwd_teacher, hold_loader, device, f.loss);
   };
 
-  const train::StepReporter reporter(cfg, metrics, save);
-  FatSummary summary;
+  struct Stage {
+    std::string name;                   // progress label and the step records' "stage"
+    std::vector<torch::Tensor> params;  // what trains (restored after a non-finite loss)
+    torch::optim::Adam* adam = nullptr;
+    io::CheckpointRefs refs;
+    int64_t first_step = 0;
+    std::function<void()> before_forward, after_backward;  // factors: write W_eff, chain rule
+    std::function<void()> save_best;                       // a new lowest held-out loss
+  };
+  const int last_stage = f.weight_factors ? 1 : 0;
   // A run finished before this process keeps its recorded times: re-evaluating is not training.
-  const bool finished_before = resuming && pos.epoch >= cfg.epochs;
-  int nan_events = 0;
+  const bool finished_before = resuming && pos.phase == last_stage && pos.epoch >= cfg.epochs;
+  FatSummary summary;
   double lr = cfg.lr;
-  for (; pos.epoch < cfg.epochs; ++pos.epoch, pos.batch = 0) {
-    train::ProgressBar bar(
-        "fat " + std::to_string(pos.epoch + 1) + "/" + std::to_string(cfg.epochs), steps_per_epoch,
-        "img", cfg.progress);
-    auto it = loader.epoch(pos.epoch, pos.batch);
-    data::Batch batch;
-    int64_t seen_here = 0;
-    while (pos.batch < steps_per_epoch && it->next(batch)) {
-      if (fat_reset_before(pos.step, f.reset_steps)) adam.state().clear();
-      lr = fat_lr(cfg.lr, f.lr_decay, f.reset_steps, pos.step);
-      train::set_lr(adam, lr);
-      auto x = batch.images.to(device);
-      torch::Tensor target;
-      {
-        torch::NoGradGuard no_grad;
-        target = teacher->forward(x);
+  // Runs one stage from pos to its end; true when stop_after stopped it.
+  auto run_stage = [&](const Stage& s) -> bool {
+    // The last saved parameters: restored, with a fresh Adam, after a non-finite loss (§7).
+    std::vector<torch::Tensor> last_good;
+    auto snapshot = [&] {
+      last_good.clear();
+      for (auto& p : s.params) last_good.push_back(p.detach().clone());
+    };
+    snapshot();
+    auto save = [&] {
+      io::capture_rng(pos, device);
+      pos.elapsed_seconds = train_elapsed();
+      io::save_checkpoint(ckpt, s.refs, pos, config_json);
+      snapshot();
+    };
+    const train::StepReporter reporter(cfg, metrics, save, {{"stage", s.name}});
+    int nan_events = 0;
+    for (; pos.epoch < cfg.epochs; ++pos.epoch, pos.batch = 0) {
+      train::ProgressBar bar(
+          s.name + " " + std::to_string(pos.epoch + 1) + "/" + std::to_string(cfg.epochs),
+          steps_per_epoch, "img", cfg.progress);
+      auto it = loader.epoch(pos.epoch, pos.batch);
+      data::Batch batch;
+      int64_t seen_here = 0;
+      while (pos.batch < steps_per_epoch && it->next(batch)) {
+        const int64_t t = pos.step - s.first_step;
+        if (fat_reset_before(t, f.reset_steps)) s.adam->state().clear();
+        lr = fat_lr(cfg.lr, f.lr_decay, f.reset_steps, t);
+        train::set_lr(*s.adam, lr);
+        if (s.before_forward) s.before_forward();
+        auto x = batch.images.to(device);
+        torch::Tensor target;
+        {
+          torch::NoGradGuard no_grad;
+          target = teacher->forward(x);
+        }
+        auto loss = fat_loss(student->forward(x), target, f.loss);
+        const double loss_v = loss.item<double>();
+        ++pos.step;
+        ++pos.batch;
+        seen_here += x.size(0);
+        if (!std::isfinite(loss_v)) {
+          // Restore the last saved parameters and reset Adam; give up if it keeps happening.
+          torch::NoGradGuard no_grad;
+          for (size_t i = 0; i < s.params.size(); ++i) s.params[i].copy_(last_good[i]);
+          s.adam->state().clear();
+          metrics.write({{"kind", "nan"}, {"step", pos.step}, {"epoch", pos.epoch + 1}});
+          TORCH_CHECK(++nan_events <= 5, "fat: non-finite loss ", nan_events,
+                      " times (last at step ", pos.step, "); last checkpoint kept: ", ckpt);
+          continue;
+        }
+        s.adam->zero_grad();
+        loss.backward();
+        if (s.after_backward) s.after_backward();
+        s.adam->step();
+        pos.epoch_loss_sum += loss_v;
+        ++pos.epoch_seen;
+        if (reporter.after_step(bar, {pos.step, pos.epoch, pos.batch, seen_here, loss_v, lr}))
+          return true;
       }
-      auto loss = fat_loss(student->forward(x), target, f.loss);
-      const double loss_v = loss.item<double>();
-      ++pos.step;
-      ++pos.batch;
-      seen_here += x.size(0);
-      if (!std::isfinite(loss_v)) {
-        // Restore the last saved scales and reset Adam; give up if it keeps happening.
-        torch::NoGradGuard no_grad;
-        for (size_t i = 0; i < scales.size(); ++i) scales[i].copy_(last_good[i]);
-        adam.state().clear();
-        metrics.write({{"kind", "nan"}, {"step", pos.step}, {"epoch", pos.epoch + 1}});
-        TORCH_CHECK(++nan_events <= 5, "fat: non-finite loss ", nan_events, " times (last at step ",
-                    pos.step, "); last checkpoint kept: ", ckpt);
-        continue;
+      bar.finish();
+      const double train_loss = pos.epoch_loss_sum / std::max<int64_t>(1, pos.epoch_seen);
+      pos.epoch_loss_sum = 0.0;
+      pos.epoch_seen = 0;
+      if (s.before_forward) s.before_forward();  // the model as of the last step
+      const double hold_loss = holdout_loss();
+      if (hold_loss >= 0.0 && (pos.best_loss < 0.0 || hold_loss < pos.best_loss)) {
+        pos.best_loss = hold_loss;
+        s.save_best();
       }
-      adam.zero_grad();
-      loss.backward();
-      adam.step();
-      pos.epoch_loss_sum += loss_v;
-      ++pos.epoch_seen;
-      if (reporter.after_step(bar, {pos.step, pos.epoch, pos.batch, seen_here, loss_v, lr})) {
-        summary.stopped_early = true;
-        return summary;
-      }
+      metrics.write({{"kind", "epoch"},
+                     {"stage", s.name},
+                     {"step", pos.step},
+                     {"epoch", pos.epoch + 1},
+                     {"train_loss", train_loss},
+                     {"holdout_loss", hold_loss},
+                     {"elapsed_seconds",
+                      train_before + std::chrono::duration<double>(Clock::now() - t0).count()},
+                     {"lr", lr}});
+      std::fprintf(stderr, "%s epoch %ld/%ld: train loss %.4f | held-out loss %.4f\n",
+                   s.name.c_str(), static_cast<long>(pos.epoch + 1), static_cast<long>(cfg.epochs),
+                   train_loss, hold_loss);
+      ++pos.epoch;  // the checkpoint records the next epoch
+      pos.batch = 0;
+      save();
+      --pos.epoch;
     }
-    bar.finish();
-    const double train_loss = pos.epoch_loss_sum / std::max<int64_t>(1, pos.epoch_seen);
-    pos.epoch_loss_sum = 0.0;
-    pos.epoch_seen = 0;
-    const double hold_loss = holdout_loss();
-    if (hold_loss >= 0.0 && (pos.best_loss < 0.0 || hold_loss < pos.best_loss)) {
-      pos.best_loss = hold_loss;
-      io::save_safetensors((out / "best.safetensors").string(), io::state_dict(*student));
+    return false;
+  };
+
+  const auto best_path = (out / "best.safetensors").string();
+  if (pos.phase == 0) {
+    Stage thresholds{"fat",   scales,
+                     &adam,   refs,
+                     0,       nullptr,
+                     nullptr, [&] {
+                       io::save_safetensors(best_path, io::state_dict(*student)); }};
+    if (run_stage(thresholds)) {
+      summary.stopped_early = true;
+      return summary;
     }
-    metrics.write({{"kind", "epoch"},
-                   {"step", pos.step},
-                   {"epoch", pos.epoch + 1},
-                   {"train_loss", train_loss},
-                   {"holdout_loss", hold_loss},
-                   {"elapsed_seconds",
-                    train_before + std::chrono::duration<double>(Clock::now() - t0).count()},
-                   {"lr", lr}});
-    std::fprintf(stderr, "fat epoch %ld/%ld: train loss %.4f | held-out loss %.4f\n",
-                 static_cast<long>(pos.epoch + 1), static_cast<long>(cfg.epochs), train_loss,
-                 hold_loss);
-    ++pos.epoch;  // the checkpoint records the next epoch
-    pos.batch = 0;
-    save();
-    --pos.epoch;
+  }
+  // Model selection on the hold-out (never on the test set).
+  if (pos.best_loss >= 0.0 && fs::exists(best_path))
+    io::load_state_dict(*student, io::load_weights_file(best_path), true, best_path);
+  nlohmann::json factors_json;
+  if (f.weight_factors) {
+    const auto thresholds_eval =
+        train::evaluate(*student, fwd_student, test_loader, device, cfg.progress, "thresholds");
+    WeightFactors factors(*student);  // W0: the weights stage 0 never changed
+    for (auto& p : scales) p.set_requires_grad(false);
+    for (auto t : factors->targets()) t.set_requires_grad(true);
+    torch::optim::Adam factor_adam(factors->parameters(), adam_options);
+    const io::CheckpointRefs factor_refs{factors.ptr().get(), nullptr, &factor_adam};
+    if (pos.phase == 1) {
+      io::load_checkpoint(ckpt, factor_refs, pos, device);
+      io::restore_rng(pos, device);
+    } else {
+      pos.phase = 1;
+      pos.epoch = 0;
+      pos.batch = 0;
+    }
+    const auto best_factors = (out / "best_factors.safetensors").string();
+    Stage stage{"factors",
+                factors->parameters(),
+                &factor_adam,
+                factor_refs,
+                cfg.epochs * steps_per_epoch,
+                [&] { factors->write_effective(); },
+                [&] { factors->pull_gradients(); },
+                [&] { io::save_safetensors(best_factors, io::state_dict(*factors)); }};
+    if (run_stage(stage)) {
+      summary.stopped_early = true;
+      return summary;
+    }
+    for (auto t : factors->targets()) t.set_requires_grad(false);
+    // The factors with the lowest held-out loss; none (stage 0 stayed best): all 1.
+    const bool improved = fs::exists(best_factors);
+    {
+      torch::NoGradGuard no_grad;
+      if (improved)
+        io::load_state_dict(*factors, io::load_weights_file(best_factors), true, best_factors);
+      else
+        for (auto& p : factors->parameters()) p.fill_(1.0);
+    }
+    factors->write_effective();
+    factors_json = factors->stats();
+    factors_json["thresholds_only"] = train::to_json(thresholds_eval);
+    factors_json["improved_holdout"] = improved;
   }
   // As of the last checkpoint, so a resumed finished run reports the same time.
   const double train_seconds = pos.elapsed_seconds;
-  // Model selection on the hold-out (never on the test set).
-  const auto best_path = (out / "best.safetensors").string();
-  if (pos.best_loss >= 0.0 && fs::exists(best_path))
-    io::load_state_dict(*student, io::load_weights_file(best_path), true, best_path);
   const auto after_eval =
       train::evaluate(*student, fwd_student, test_loader, device, cfg.progress, "trained");
   io::save_safetensors((out / "final.safetensors").string(), io::state_dict(*student));
@@ -337,8 +390,8 @@ FatSummary run_fat(train::TrainConfig cfg) {
     int_clipped += b.clipped;
   }
   io::save_safetensors((out / "int_biases.safetensors").string(), int_biases);
-  std::fprintf(stderr, "fp top1 %.2f | calibrated %.2f | after threshold training %.2f\n",
-               fp_eval.top1, before_eval.top1, after_eval.top1);
+  std::fprintf(stderr, "fp top1 %.2f | calibrated %.2f | after training %.2f\n", fp_eval.top1,
+               before_eval.top1, after_eval.top1);
 
   double run_seconds = train_before + std::chrono::duration<double>(Clock::now() - t0).count();
   const auto summary_path = out / "summary.json";
@@ -371,6 +424,7 @@ FatSummary run_fat(train::TrainConfig cfg) {
       {"seconds", run_seconds},
       {"resumed", resuming},
   };
+  if (f.weight_factors) summary.json["weight_factors"] = factors_json;
   io::write_file_atomic(summary_path.string(), summary.json.dump(2) + "\n");
   return summary;
 }

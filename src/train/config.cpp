@@ -108,6 +108,9 @@ void visit_fields(TrainConfig& c, const std::function<void(const FieldInfo&, Fie
   fn({"fat", "unsigned_shift", "fat-unsigned-shift",
       "FAT: unsigned (ReLU) sites also train a left-limit shift in [0, 0.4]"},
      &q.unsigned_shift);
+  fn({"fat", "weight_factors", "fat-weight-factors",
+      "FAT: after the thresholds, train per-weight factors in [0.75, 1.25] (thresholds fixed)"},
+     &q.weight_factors);
   auto& r = c.profit;
   fn({"profit", "teacher", "teacher",
       "KD teacher: none | self (the student before training, quantizers off) | FP run folder | "

@@ -2,12 +2,14 @@
 // schedule values, and a threshold-only smoke run (weights untouched, scales move, resume exact).
 #include <cmath>
 #include <map>
+#include <numeric>
 
 #include "helpers.h"
 #include "profit/fat/export.h"
 #include "profit/fat/fold.h"
 #include "profit/fat/pipeline.h"
 #include "profit/fat/rescale.h"
+#include "profit/fat/weight_factors.h"
 #include "profit/io/safetensors.h"
 #include "profit/io/state_dict.h"
 #include "profit/nn/models.h"
@@ -214,6 +216,70 @@ TEST(FatSchedule, ClearedAdamStepsLikeAFreshOne) {
   EXPECT_TRUE(torch::equal(p, q));
 }
 
+// §8's factors: names follow the model, write_effective gives W0 * clip(f), and pull_gradients
+// gives autograd's gradient of the same expression (inside, at both bounds, outside).
+TEST(FatWeightFactors, ChainRuleMatchesAutogradThroughTheClip) {
+  auto model = model_with_bn_stats("mobilenet_v2", 3, 5, 1);
+  fold_batchnorm(*model);
+  io::TensorMap before;  // copies: state_dict shares the model's storage
+  for (const auto& [k, v] : io::state_dict(*model)) before[k] = v.clone();
+  WeightFactors wf(*model);
+  // One factor per Conv/Linear weight and bias, keyed like the tensor it scales.
+  const auto factor_keys = io::state_dict(*wf);
+  ASSERT_EQ(factor_keys.size(), wf->names().size());
+  int64_t biases = 0;
+  for (const auto& name : wf->names()) {
+    ASSERT_TRUE(factor_keys.count(name)) << name;
+    ASSERT_TRUE(before.count(name)) << name;
+    EXPECT_EQ(factor_keys.at(name).sizes(), before.at(name).sizes()) << name;
+    biases += name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+  }
+  EXPECT_GT(biases, 50);  // folding gave every conv a bias
+  EXPECT_EQ(factor_keys.count("classifier.1.weight"), 1u);
+
+  torch::manual_seed(5);
+  auto params = wf->parameters();
+  {
+    torch::NoGradGuard g;
+    for (auto& p : params) p.uniform_(0.6, 1.4);
+    // Exactly at the bounds: the clip passes the gradient there.
+    params[0].view(-1)[0] = 0.75;
+    params[0].view(-1)[1] = 1.25;
+    params[0].view(-1)[2] = 0.7;
+  }
+  wf->write_effective();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto expect = before.at(wf->names()[i]) * params[i].detach().clamp(0.75, 1.25);
+    ASSERT_TRUE(torch::equal(wf->targets()[i], expect)) << wf->names()[i];
+  }
+  // dL/dW_eff from the model; the chain rule against autograd on W0 * f.clamp(0.75, 1.25).
+  for (auto t : wf->targets()) t.set_requires_grad(true);
+  const auto x = torch::randn({4, 1, 12, 12});
+  model->forward(x).pow(2).sum().backward();
+  std::vector<torch::Tensor> g_eff;
+  for (const auto& t : wf->targets()) g_eff.push_back(t.grad().clone());
+  wf->pull_gradients();
+  for (size_t i = 0; i < params.size(); ++i) {
+    EXPECT_FALSE(wf->targets()[i].grad().defined());
+    auto f = params[i].detach().clone().set_requires_grad(true);
+    (before.at(wf->names()[i]) * f.clamp(0.75, 1.25) * g_eff[i]).sum().backward();
+    ASSERT_TRUE(torch::allclose(params[i].grad(), f.grad(), 1e-6, 1e-12)) << wf->names()[i];
+  }
+  const auto g0 = params[0].grad().view(-1);
+  const auto gw = g_eff[0].view(-1) * before.at(wf->names()[0]).view(-1);
+  EXPECT_FLOAT_EQ(g0[0].item<float>(), gw[0].item<float>());  // at 0.75
+  EXPECT_FLOAT_EQ(g0[1].item<float>(), gw[1].item<float>());  // at 1.25
+  EXPECT_EQ(g0[2].item<float>(), 0.0f);                       // 0.7: clipped
+  EXPECT_NE(gw[2].item<float>(), 0.0f);
+
+  const auto stats = wf->stats();
+  EXPECT_EQ(stats["factors"].get<int64_t>(),
+            std::accumulate(params.begin(), params.end(), int64_t{0},
+                            [](int64_t a, const torch::Tensor& t) { return a + t.numel(); }));
+  EXPECT_GT(stats["at_bound"].get<int64_t>(), stats["factors"].get<int64_t>() / 4);
+  EXPECT_ERROR_CONTAINS(WeightFactors(*model, 1.1, 1.25), "bad clip [1.1, 1.25]");
+}
+
 train::TrainConfig smoke_config(const fs::path& dir, const std::string& weights) {
   train::TrainConfig cfg = profit::testing::tiny_train_config(dir / "run");
   cfg.init_weights = weights;
@@ -376,6 +442,58 @@ TEST(FatPipeline, UnsignedShiftGivesTheReluSitesATrainedShift) {
   // alpha_t's gradient is R on saturated elements only (§4.5), and a ReLU output never falls
   // below the left limit 0: sites whose calibrated maximum is not exceeded keep alpha_t = 0.
   EXPECT_GT(moved, 5);
+}
+
+// fat.md §8 (fat.weight_factors): after threshold training, per-weight factors train with the
+// thresholds fixed. The final model holds stage 0's selected thresholds, weights W0 * clip(f) with
+// f in [0.75, 1.25] (some moved), and a run stopped inside the factor stage resumes bit-identical.
+TEST(FatPipeline, WeightFactorsTrainAfterTheThresholds) {
+  const auto dir = temp_dir();
+  auto fp = model_with_bn_stats("mobilenet_v2", 11, 10, 1);
+  const auto weights = (dir / "fp.safetensors").string();
+  io::save_safetensors(weights, io::state_dict(*fp));
+  auto cfg = smoke_config(dir / "wf", weights);
+  cfg.fat.weight_factors = true;
+  cfg.lr = 1e-3;
+  const auto full = run_fat(cfg);
+  ASSERT_FALSE(full.stopped_early);
+  const auto& j = full.json;
+  EXPECT_EQ(j["steps"].get<int64_t>(), 2 * 2 * (48 / 8));  // two stages of 2 epochs
+  ASSERT_TRUE(j.contains("weight_factors"));
+  const auto& wfj = j["weight_factors"];
+  EXPECT_TRUE(wfj["improved_holdout"].get<bool>());
+  EXPECT_GT(wfj["changed"].get<int64_t>(), wfj["factors"].get<int64_t>() / 4);
+  EXPECT_TRUE(wfj["thresholds_only"]["top1"].is_number());
+
+  const fs::path out(cfg.out_dir);
+  const auto final_state = io::load_weights_file((out / "final.safetensors").string());
+  const auto stage0 = io::load_weights_file((out / "best.safetensors").string());
+  const auto factors = io::load_weights_file((out / "best_factors.safetensors").string());
+  int64_t moved = 0, checked = 0;
+  for (const auto& [k, v] : final_state) {
+    ASSERT_TRUE(stage0.count(k)) << k;
+    if (!factors.count(k)) {  // thresholds, BN identities: stage 0's
+      EXPECT_TRUE(torch::equal(v, stage0.at(k))) << k;
+      continue;
+    }
+    ++checked;
+    EXPECT_TRUE(torch::equal(v, stage0.at(k) * factors.at(k).clamp(0.75, 1.25))) << k;
+    moved += !torch::equal(v, stage0.at(k));
+  }
+  EXPECT_EQ(checked, static_cast<int64_t>(factors.size()));
+  EXPECT_GT(moved, checked / 2);
+
+  // Stop inside the factor stage (stage 0 has 12 steps), resume: bit-identical.
+  auto cfg2 = cfg;
+  cfg2.out_dir = (dir / "wf2").string();
+  cfg2.stop_after = 17;
+  ASSERT_TRUE(run_fat(cfg2).stopped_early);
+  cfg2.stop_after = 0;
+  cfg2.resume = true;
+  ASSERT_FALSE(run_fat(cfg2).stopped_early);
+  const auto again = io::load_weights_file((fs::path(cfg2.out_dir) / "final.safetensors").string());
+  ASSERT_EQ(again.size(), final_state.size());
+  for (const auto& [k, v] : final_state) EXPECT_TRUE(torch::equal(v, again.at(k))) << k;
 }
 
 TEST(FatPipeline, BadSettingsNameTheKey) {

@@ -1,12 +1,16 @@
 """The PROFIT table's derived rows in scripts/results_profit.py (written by write_results.py
 profit): bit ladders, run names, the goal verdicts, the paired with/without-PROFIT comparison and
-the quantizer comparison (run by ctest as write_results_profit)."""
+the quantizer comparison, and the FAT per-weight-factor row (run by ctest as
+write_results_profit)."""
+import json
 import pathlib
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "scripts"))
 import results_profit as w  # noqa: E402
+import write_results  # noqa: E402
 
 
 def phase(act, weight, epochs=1):
@@ -105,6 +109,30 @@ class WriteResultsProfit(unittest.TestCase):
                                 ["`v3_lsq`", "LSQ", "1", "90.00", "89.50", "4.00"]])
         self.assertEqual(w.comparison_rows(runs, [("v3_pact", "PACT")]), [])
         self.assertEqual(w.comparison_rows(runs[:1], [("v3_lsq", "LSQ")])[0][4], "89.50")
+
+
+class WriteResultsFatFactors(unittest.TestCase):
+    def test_row_reads_both_stages_and_the_factor_counts(self):
+        summary = {"config": {"train": {"epochs": 5},
+                              "fat": {"w_bits": 4, "a_bits": 4, "per_filter": True,
+                                      "weight_form": "asymmetric"}},
+                   "fp": {"top1": 94.70}, "before": {"top1": 89.76}, "after": {"top1": 93.10},
+                   "rescaled": False, "train_seconds": 600.0,
+                   "weight_factors": {"thresholds_only": {"top1": 92.80}, "improved_holdout": True,
+                                      "factors": 2000, "changed": 500, "at_bound": 20}}
+        written = {}
+        original = write_results.write_section
+        write_results.write_section = lambda name, rows: written.setdefault(name, rows)
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                path = pathlib.Path(d) / "summary.json"
+                path.write_text(json.dumps(summary))
+                write_results.fat_factors_section("cmd", [str(path)])
+        finally:
+            write_results.write_section = original
+        row = written["fat-factors"][-1]
+        self.assertEqual(row, "| W4A4 | per-filter asymmetric | no | 89.76 | 92.80 | 93.10 | 1.60 "
+                              "| yes | 2,000 | 25.0 % | 1.0 % | 10.0 min |")
 
 
 if __name__ == "__main__":

@@ -9,35 +9,27 @@
 //      fixed, only the bounded scales train with Adam and lr(t, d) (fat_lr) on an unlabeled
 //      seeded subset (fat.fraction of the train split; fat.holdout of it kept for model
 //      selection), loss between student and teacher logits (fat_loss);
-//   4. the scales with the lowest held-out loss are kept; test accuracy of the FP teacher, the
-//      calibrated student (before) and the trained student (after) is reported.
+//   4. optional (fat.weight_factors, §8): a second stage with the same data, loss, Adam and
+//      lr(t, d) (t counted from its first step) trains per-weight factors (fat/weight_factors.h)
+//      with the thresholds fixed; the step records carry "stage": "fat" or "factors";
+//   5. the model with the lowest held-out loss over the stages is kept; test accuracy of the FP
+//      teacher, the calibrated student (before), the thresholds-only student (with factors) and
+//      the final student (after) is reported.
 //
 // Run folder (train.out_dir): config.json, metrics.jsonl, last.ckpt (resumable with
-// train.resume), best.safetensors (student state with the best held-out loss),
-// rescale.json (when rescaling ran), int_biases.safetensors (every bias as int32 in its
-// accumulator scale, "<layer>.bias_int32", with "<layer>.bias_step", fat/export.h), summary.json.
+// train.resume; the position's phase is the stage), best.safetensors (student state with the
+// best held-out loss in stage 0), best_factors.safetensors (stage 1's best factors, keyed by
+// weight name), rescale.json (when rescaling ran), int_biases.safetensors (every bias as int32 in
+// its accumulator scale, "<layer>.bias_int32", with "<layer>.bias_step", fat/export.h),
+// summary.json.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
+#include "profit/fat/objective.h"
 #include "profit/train/config.h"
 
 namespace profit::fat {
-
-/// Distillation loss between student logits `student` [N, C] and teacher logits `teacher`:
-///   rmse:        sqrt( (1/N) sum_i sum_c (t_ic - s_ic)^2 )             (paper eq. 6.25)
-///   charbonnier: (1/N) sum_i sum_c sqrt( (s_ic - t_ic)^2 + 1e-5 )      (reference code)
-torch::Tensor fat_loss(const torch::Tensor& student, const torch::Tensor& teacher,
-                       const std::string& kind);
-
-/// lr(t) = lr0 exp(-lambda t) |cos(pi d / (4 K))| + 1e-7 with d = t mod K, the steps since the
-/// last Adam reset (resets happen before steps K, 2K, ...).
-double fat_lr(double lr0, double lambda, int64_t reset_steps, int64_t t);
-
-/// Whether the Adam state is cleared before step t (t = K, 2K, ...).
-inline bool fat_reset_before(int64_t t, int64_t reset_steps) {
-  return t > 0 && t % reset_steps == 0;
-}
 
 struct FatSummary {
   nlohmann::json json;  // everything summary.json holds

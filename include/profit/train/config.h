@@ -32,6 +32,7 @@ struct FatSettings {
   std::string loss = "rmse";               // rmse | charbonnier (§7)
   double width_max = 1.0;                  // upper clip of the width scale (§4.6)
   bool unsigned_shift = false;  // U sites: also a left-limit shift in [0, 0.4] (§4.6 option)
+  bool weight_factors = false;  // then train per-weight factors in [0.75, 1.25] (§8 option)
 };
 
 /// Settings of the PROFIT schedule (`profit quantize`, profit.md §4-§5); YAML section "profit".
