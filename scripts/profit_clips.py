@@ -6,7 +6,11 @@ then per run the median a and, against the first run, the median / min / max rat
 Two runs that differ only in how the clips start (e.g. profit_w4a4 at the 0.95 quantile,
 profit_w4a4_init999 at 0.999) show whether training moves the clips to a common value or leaves
 each near its start.
-Usage: scripts/profit_clips.py RUN [RUN...] [--sites]   (--sites: also the per-site table)
+With --offsets: for runs with learned h-swish offsets (policy duq_learn_offset, profit.md D8),
+the median / min / max of the learned input offset beta and output offset beta_prime over the
+H sites (both fixed at +3/8 and -3/8 otherwise).
+Usage: scripts/profit_clips.py RUN [RUN...] [--sites] [--offsets]
+       (--sites: also the per-site table)
 Pure Python (no numpy / torch): reads the safetensors header and the float32 tensors it needs."""
 import argparse
 import array
@@ -63,11 +67,42 @@ def activation_clips(run):
             for k, vals in tensors.items()}
 
 
+def learned_offsets(run):
+    """{"beta": [...], "beta_prime": [...]}: one value per H site with learned offsets."""
+    path = pathlib.Path(run) / "final.safetensors"
+    if not path.exists():
+        sys.exit(f"{path}: missing (is the run finished?)")
+    tensors = read_safetensors(path, lambda k: k.endswith((".beta", ".beta_prime")))
+    out = {"beta": [], "beta_prime": []}
+    for name, values in sorted(tensors.items()):
+        out["beta_prime" if name.endswith(".beta_prime") else "beta"] += values
+    return out
+
+
+def print_offsets(runs):
+    print("| run | H sites | beta: median | min | max | beta_prime: median | min | max |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run in runs:
+        off = learned_offsets(run)
+        cells = [f"{len(off['beta'])}"]
+        for key in ("beta", "beta_prime"):
+            v = off[key]
+            cells += ([f"{statistics.median(v):.4f}", f"{min(v):.4f}", f"{max(v):.4f}"] if v
+                      else ["-", "-", "-"])
+        print(f"| {pathlib.Path(run).name} | " + " | ".join(cells) + " |")
+    print("(fixed offsets: beta = 0.375, beta_prime = -0.375)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--sites", action="store_true", help="also print every site's clip")
+    ap.add_argument("--offsets", action="store_true",
+                    help="print the learned h-swish offsets instead of the clips")
     args = ap.parse_args()
+    if args.offsets:
+        print_offsets(args.runs)
+        return
     clips = [activation_clips(r) for r in args.runs]
     sites = sorted(set(clips[0]).intersection(*clips[1:]))
     if not sites:

@@ -43,6 +43,20 @@ class ProfitClips(unittest.TestCase):
                                (math.log1p(math.exp(-1.0)) + math.log1p(math.exp(1.0))) / 2,
                                places=6)
 
+    def test_learned_offsets_gather_beta_and_beta_prime_per_site(self):
+        write_safetensors(self.dir / "final.safetensors", {
+            "features.3.block.0.2.quant.beta": [0.30],
+            "features.3.block.0.2.quant.beta_prime": [-0.40],
+            "features.4.block.0.2.quant.beta": [0.35],
+            "features.4.block.0.2.quant.beta_prime": [-0.375],
+            "features.4.block.0.2.quant.theta_a": [1.0],
+        })
+        off = pc.learned_offsets(self.dir)
+        self.assertEqual(len(off["beta"]), 2)
+        self.assertAlmostEqual(min(off["beta"]), 0.30, places=6)
+        self.assertAlmostEqual(max(off["beta"]), 0.35, places=6)
+        self.assertEqual(sorted(round(v, 3) for v in off["beta_prime"]), [-0.4, -0.375])
+
     def test_truncated_file_is_one_error_naming_it(self):
         path = self.dir / "final.safetensors"
         path.write_bytes(path.read_bytes()[:-3])
