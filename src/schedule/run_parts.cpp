@@ -6,8 +6,10 @@
 #include "profit/common.h"
 #include "profit/freeze/aiwq.h"
 #include "profit/io/atomic_file.h"
+#include "profit/io/state_dict.h"
 #include "profit/schedule/groups.h"
 #include "profit/schedule/pipeline.h"
+#include "profit/train/trainer.h"
 
 namespace profit::schedule::detail {
 
@@ -183,6 +185,27 @@ train::EvalResult RunEvaluator::train_mode(const data::DataLoader& loader) const
         return model_->forward(std::move(x));
       },
       loader, device_, false);
+}
+
+FinishedRun load_finished_run(const std::filesystem::path& run, const torch::Device& device,
+                              const std::string& data_root) {
+  const auto weights = run / "final.safetensors";
+  TORCH_CHECK(std::filesystem::exists(weights), weights.string(),
+              ": missing (is the run finished?)");
+  FinishedRun r;
+  train::from_json(r.cfg, read_json(run / "config.json"));
+  if (!data_root.empty()) r.cfg.data.root = data_root;
+  r.policy = quant::load_policy((run / "policy.yaml").string());
+  const auto phases = phases_from_json(read_json(run / "phases.json"));
+  TORCH_CHECK(!phases.empty(), (run / "phases.json").string(), ": no phases");
+  r.test_set = data::open_dataset(r.cfg.data, "test", r.cfg.seed);
+  train::resolve_model_config(r.cfg, *r.test_set);
+  r.model = nn::create_model(r.cfg.model);
+  r.sites = quant::quantize(*r.model, r.policy);
+  io::load_state_dict(*r.model, io::load_weights_file(weights.string()), true, weights.string());
+  r.model->to(device);
+  set_phase_roles(r.sites, r.policy, phases.back());
+  return r;
 }
 
 }  // namespace profit::schedule::detail

@@ -23,6 +23,19 @@ nlohmann::json read_json(const std::filesystem::path& p);
 /// Written atomically (temp file, fsync, rename), indented.
 void write_json(const std::filesystem::path& p, const nlohmann::json& j);
 
+/// A finished `profit quantize` run rebuilt from its folder (config.json, policy.yaml,
+/// phases.json, final.safetensors): the model with its last phase's quantizers, on `device`.
+/// data_root: where the dataset is, if not where the run had it (empty: the run's).
+struct FinishedRun {
+  train::TrainConfig cfg;
+  quant::QuantPolicy policy;
+  data::DatasetPtr test_set;
+  nn::ModelPtr model;
+  std::vector<quant::QuantSite> sites;
+};
+FinishedRun load_finished_run(const std::filesystem::path& run, const torch::Device& device,
+                              const std::string& data_root = "");
+
 /// Bits and states of both roles as `phase` wants them (0 bits: that role off).
 void set_phase_roles(const std::vector<quant::QuantSite>& sites, const quant::QuantPolicy& policy,
                      const Phase& phase);

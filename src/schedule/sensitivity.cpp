@@ -16,46 +16,18 @@ namespace profit::schedule {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-const char* type_name(quant::SiteType t) {
-  switch (t) {
-    case quant::SiteType::kWeight:
-      return "weight";
-    case quant::SiteType::kActivation:
-      return "activation";
-    case quant::SiteType::kInput:
-      return "input";
-  }
-  return "?";
-}
-
-}  // namespace
-
 SensitivityReport measure_sensitivity(const std::string& run_dir, const SensitivityOptions& o) {
   const int raise_to = o.raise_to();
   TORCH_CHECK(raise_to == 0 || (raise_to >= 2 && raise_to <= 8),
               "sensitivity: bits must be 0 (full precision) or 2..8, got ", raise_to);
   TORCH_CHECK(o.images() >= 0, "sensitivity: images must be >= 0, got ", o.images());
   TORCH_CHECK(o.bn_batches() >= 0, "sensitivity: bn batches must be >= 0, got ", o.bn_batches());
-  const fs::path run(run_dir);
-  const fs::path weights = run / "final.safetensors";
-  TORCH_CHECK(fs::exists(weights), weights.string(), ": missing (is the run finished?)");
-  train::TrainConfig cfg;
-  train::from_json(cfg, detail::read_json(run / "config.json"));
-  if (!o.data_root().empty()) cfg.data.root = o.data_root();
-  const auto policy = quant::load_policy((run / "policy.yaml").string());
-  const auto phases = phases_from_json(detail::read_json(run / "phases.json"));
-  TORCH_CHECK(!phases.empty(), (run / "phases.json").string(), ": no phases");
   const torch::Device device = parse_device(o.device());
-
-  auto test_set = data::open_dataset(cfg.data, "test", cfg.seed);
-  train::resolve_model_config(cfg, *test_set);
-  auto model = nn::create_model(cfg.model);
-  const auto sites = quant::quantize(*model, policy);
-  io::load_state_dict(*model, io::load_weights_file(weights.string()), true, weights.string());
-  model->to(device);
-  detail::set_phase_roles(sites, policy, phases.back());
+  auto loaded = detail::load_finished_run(run_dir, device, o.data_root());
+  const auto& cfg = loaded.cfg;
+  auto& model = loaded.model;
+  const auto& sites = loaded.sites;
+  auto test_set = loaded.test_set;
 
   const auto eval_set = data::first_items(test_set, o.images());
   data::DataLoader loader(eval_set, {cfg.eval_batch_size, false, false, 0, 1, cfg.seed});
@@ -121,7 +93,7 @@ SensitivityReport measure_sensitivity(const std::string& run_dir, const Sensitiv
     (s.type == quant::SiteType::kWeight ? weight_sites : act_sites).push_back(&s);
     const double t = top1_changed({&s}, s.name);
     report.sites.push_back(
-        {s.name, type_name(s.type), s.quantizer->bits(), t, t - report.baseline_top1});
+        {s.name, quant::site_type_name(s.type), s.quantizer->bits(), t, t - report.baseline_top1});
   }
   // Whole roles: every weight quantizer, then every activation (and input) quantizer at once.
   for (const auto& [name, type, group] :

@@ -17,6 +17,7 @@
 #include "profit/io/safetensors.h"
 #include "profit/io/state_dict.h"
 #include "profit/quant/sawb.h"
+#include "profit/schedule/grids.h"
 #include "profit/schedule/groups.h"
 #include "profit/schedule/pipeline.h"
 #include "profit/schedule/sensitivity.h"
@@ -764,6 +765,37 @@ TEST(ScheduleEndToEnd, SensitivityOfAFinishedRun) {
                         "bn batches 100000 exceeds");
   EXPECT_ERROR_CONTAINS(measure_sensitivity((dir / "nothing").string()),
                         "final.safetensors: missing");
+
+  // The grids of the same run (DuQ, 4 bits): one per quantizing site; an activation site's top
+  // is DuQ's output scale c = softplus(theta_c) (H: c - 3/8), its step c / L.
+  const auto grids = site_grids(out);
+  ASSERT_EQ(grids.size(), off.sites.size());
+  const auto trained = io::load_weights_file((fs::path(out) / "final.safetensors").string());
+  int checked = 0;
+  for (const auto& g : grids) {
+    EXPECT_TRUE(names.count(g.site)) << g.site;
+    EXPECT_EQ(g.method, "duq") << g.site;
+    EXPECT_EQ(g.bits, 4) << g.site;
+    EXPECT_GT(g.step, 0.0) << g.site;
+    if (g.type == "weight") {
+      EXPECT_EQ(g.kind, "W") << g.site;
+      EXPECT_EQ(g.top, 0.0) << g.site;
+      continue;
+    }
+    // Site "X.input" has its quantizer at "X.input_quant", an activation site "X" at "X.quant".
+    const bool input = g.site.size() > 6 && g.site.compare(g.site.size() - 6, 6, ".input") == 0;
+    const auto key = (input ? g.site + "_quant" : g.site + ".quant") + ".theta_c";
+    ASSERT_TRUE(trained.count(key)) << key;
+    const double c = torch::softplus(trained.at(key).to(torch::kDouble)).mean().item<double>();
+    const double levels = g.kind == "S" ? 7.0 : 15.0;
+    EXPECT_NEAR(g.top, g.kind == "H" ? c - 0.375 : c, 1e-5) << g.site;
+    EXPECT_NEAR(g.step, c / levels, 1e-6) << g.site;
+    EXPECT_LE(g.top_min, g.top);
+    EXPECT_GE(g.top_max, g.top);
+    ++checked;
+  }
+  EXPECT_GT(checked, 10);
+  EXPECT_ERROR_CONTAINS(site_grids((dir / "nothing").string()), "final.safetensors: missing");
 }
 
 TEST(ScheduleEndToEnd, BadInputIsNamed) {

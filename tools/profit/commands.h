@@ -21,6 +21,7 @@ Action add_fat(CLI::App& app);
 Action add_quantize(CLI::App& app);
 Action add_aiwq(CLI::App& app);
 Action add_sensitivity(CLI::App& app);
+Action add_grids(CLI::App& app);
 
 /// Adds one flag per TrainConfig field (generated from visit_fields) plus --config FILE.
 /// Call finalize() after parsing: applies the YAML file, then re-applies explicit flags on top.

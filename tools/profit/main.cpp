@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   profit::cli::Action quantize = profit::cli::add_quantize(app);
   profit::cli::Action aiwq = profit::cli::add_aiwq(app);
   profit::cli::Action sensitivity = profit::cli::add_sensitivity(app);
+  profit::cli::Action grids = profit::cli::add_grids(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("quantize")) return quantize();
     if (app.got_subcommand("aiwq")) return aiwq();
     if (app.got_subcommand("sensitivity")) return sensitivity();
+    if (app.got_subcommand("grids")) return grids();
   } catch (const c10::Error& e) {
     std::cerr << "profit: error: " << e.what_without_backtrace() << "\n";
     return 1;
