@@ -15,6 +15,7 @@ seeds=("$@")
 bash scripts/train_reference.sh
 bash scripts/ptq_table.sh
 bash scripts/fat_table.sh
+bash scripts/fat_table.sh --factors
 bash scripts/fat_vs_qat.sh
 # The W4A4 variants tried for the missed W4A4 goal run with seed 1 only; the _refit recipes
 # (weight clips refit at each weight-width change, beyond the paper) with every seed.

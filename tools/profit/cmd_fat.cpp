@@ -39,10 +39,19 @@ Action add_fat(CLI::App& app) {
     const std::string wa = std::to_string(f.w_bits) + "/" + std::to_string(f.a_bits);
     const char* pf = f.per_filter ? "yes" : "no";
     const char* rs = j["rescaled"].get<bool>() ? "yes" : "no";
-    std::printf("| calibrated | %s | %s | %s | %.2f | %.2f |\n", wa.c_str(), pf, rs,
-                j["before"]["top1"].get<double>(), j["before"]["top5"].get<double>());
-    std::printf("| thresholds trained | %s | %s | %s | %.2f | %.2f |\n", wa.c_str(), pf, rs,
-                j["after"]["top1"].get<double>(), j["after"]["top5"].get<double>());
+    auto row = [&](const char* label, const nlohmann::json& e) {
+      std::printf("| %s | %s | %s | %s | %.2f | %.2f |\n", label, wa.c_str(), pf, rs,
+                  e["top1"].get<double>(), e["top5"].get<double>());
+    };
+    row("calibrated", j["before"]);
+    if (j.contains("weight_factors")) {
+      row("thresholds trained", j["weight_factors"]["thresholds_only"]);
+      row(j["weight_factors"]["improved_holdout"].get<bool>() ? "+ weight factors"
+                                                              : "+ weight factors (not kept)",
+          j["after"]);
+    } else {
+      row("thresholds trained", j["after"]);
+    }
     std::printf("training: %ld steps, %.1f s (setup %.1f s)\n", j["steps"].get<long>(),
                 j["train_seconds"].get<double>(), j["setup_seconds"].get<double>());
     return 0;
