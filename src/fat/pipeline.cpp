@@ -352,7 +352,7 @@ FatSummary run_fat(train::TrainConfig cfg) {
                 factors->parameters(),
                 &factor_adam,
                 factor_refs,
-                cfg.epochs * steps_per_epoch,
+                cfg.epochs * steps_per_epoch,  // stage 0's steps: every epoch runs them all
                 [&] { factors->write_effective(); },
                 [&] { factors->pull_gradients(); },
                 [&] { io::save_safetensors(best_factors, io::state_dict(*factors)); }};
