@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <sstream>
 
 #include "profit/nn/layers.h"
 
@@ -14,18 +15,13 @@ namespace {
 torch::nn::Module& holder_at(torch::nn::Module& root, const std::string& path,
                              std::map<std::string, std::shared_ptr<torch::nn::Module>>& made) {
   torch::nn::Module* at = &root;
-  std::string prefix;
-  size_t start = 0;
-  while (start <= path.size()) {
-    const auto dot = path.find('.', start);
-    const auto part =
-        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+  std::string prefix, part;
+  std::istringstream parts(path);
+  while (std::getline(parts, part, '.')) {
     prefix += (prefix.empty() ? "" : ".") + part;
     auto& slot = made[prefix];
     if (!slot) slot = at->register_module(part, std::make_shared<torch::nn::Module>());
     at = slot.get();
-    if (dot == std::string::npos) break;
-    start = dot + 1;
   }
   return *at;
 }
