@@ -207,9 +207,6 @@ FatSummary run_fat(train::TrainConfig cfg) {
   auto train_elapsed = [&] {
     return train_before + std::chrono::duration<double>(Clock::now() - train_start).count();
   };
-  auto holdout_loss = [&] {
-    return heldout_loss(fwd_student, fwd_teacher, hold_loader, device, f.loss);
-  };
 
   struct Stage {
     std::string name;                   // progress label and the step records' "stage"
@@ -290,7 +287,7 @@ FatSummary run_fat(train::TrainConfig cfg) {
       pos.epoch_loss_sum = 0.0;
       pos.epoch_seen = 0;
       if (s.before_forward) s.before_forward();  // the model as of the last step
-      const double hold_loss = holdout_loss();
+      const double hold_loss = heldout_loss(fwd_student, fwd_teacher, hold_loader, device, f.loss);
       if (hold_loss >= 0.0 && (pos.best_loss < 0.0 || hold_loss < pos.best_loss)) {
         pos.best_loss = hold_loss;
         s.save_best();

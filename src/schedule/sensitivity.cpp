@@ -1,20 +1,15 @@
 #include "profit/schedule/sensitivity.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <tuple>
 
 #include "profit/common.h"
-#include "profit/io/state_dict.h"
 #include "profit/quant/qat.h"
-#include "profit/schedule/phases.h"
 #include "profit/train/evaluate.h"
 #include "profit/train/trainer.h"
 #include "run_parts.h"
 
 namespace profit::schedule {
-
-namespace fs = std::filesystem;
 
 SensitivityReport measure_sensitivity(const std::string& run_dir, const SensitivityOptions& o) {
   const int raise_to = o.raise_to();
